@@ -1,0 +1,1 @@
+"""Dashboard: the web UI, a client of the lifecycle API."""

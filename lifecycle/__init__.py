@@ -1,0 +1,1 @@
+"""Lifecycle: the control plane (API, store, deploy pipeline, builders, runners, auth)."""

@@ -1,0 +1,1 @@
+"""Pub: the gateway in front of every job (auth check, version resolution, proxy, async calls)."""

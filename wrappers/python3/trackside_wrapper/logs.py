@@ -1,0 +1,98 @@
+"""Logging to stdout with the request's tracing id (and caller), plain or JSON lines."""
+
+from __future__ import annotations
+
+import logging
+import os
+import sys
+import time
+from contextvars import ContextVar
+
+import orjson
+
+tracing_id_var: ContextVar[str] = ContextVar("tracing_id", default="")
+caller_name_var: ContextVar[str] = ContextVar("caller_name", default="")
+
+access_logger = logging.getLogger("trackside.access")
+
+
+def env_flag(name: str, default: bool = False) -> bool:
+    value = os.environ.get(name)
+    if value is None:
+        return default
+    return value.strip().lower() in ("1", "true", "yes", "on")
+
+
+class _RequestContextFilter(logging.Filter):
+    def filter(self, record: logging.LogRecord) -> bool:
+        record.tracing_id = tracing_id_var.get()
+        record.caller_name = caller_name_var.get()
+        return True
+
+
+class PlainFormatter(logging.Formatter):
+    def __init__(self, with_caller: bool) -> None:
+        super().__init__(datefmt="%Y-%m-%dT%H:%M:%S")
+        self.with_caller = with_caller
+
+    def format(self, record: logging.LogRecord) -> str:
+        ts = self.formatTime(record, self.datefmt) + f".{int(record.msecs):03d}"
+        parts = [ts, record.levelname]
+        tid = getattr(record, "tracing_id", "")
+        if tid:
+            parts.append(f"[{tid}]")
+        caller = getattr(record, "caller_name", "")
+        if self.with_caller and caller:
+            parts.append(f"[caller: {caller}]")
+        line = " ".join(parts) + f" {record.name}: {record.getMessage()}"
+        if record.exc_info:
+            line += "\n" + self.formatException(record.exc_info)
+        return line
+
+
+class JsonFormatter(logging.Formatter):
+    def __init__(self, with_caller: bool) -> None:
+        super().__init__()
+        self.with_caller = with_caller
+
+    def format(self, record: logging.LogRecord) -> str:
+        entry: dict[str, object] = {
+            "time": time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(record.created))
+            + f".{int(record.msecs):03d}Z",
+            "level": record.levelname,
+            "logger": record.name,
+            "message": record.getMessage(),
+        }
+        tid = getattr(record, "tracing_id", "")
+        if tid:
+            entry["tracing_id"] = tid
+        caller = getattr(record, "caller_name", "")
+        if self.with_caller and caller:
+            entry["caller"] = caller
+        if record.exc_info:
+            entry["exception"] = self.formatException(record.exc_info)
+        return orjson.dumps(entry).decode()
+
+
+def configure_logging() -> None:
+    """Root logging to stdout, per LOG_LEVEL, LOG_STRUCTURED and LOG_CALLER_NAME."""
+    with_caller = env_flag("LOG_CALLER_NAME")
+    handler = logging.StreamHandler(sys.stdout)
+    handler.addFilter(_RequestContextFilter())
+    handler.setFormatter(JsonFormatter(with_caller) if env_flag("LOG_STRUCTURED") else PlainFormatter(with_caller))
+    root = logging.getLogger()
+    for old in list(root.handlers):
+        root.removeHandler(old)
+    root.addHandler(handler)
+    level_name = os.environ.get("LOG_LEVEL", "INFO").strip().upper()
+    level = logging.getLevelName(level_name)
+    if not isinstance(level, int):
+        level = logging.INFO
+        root.setLevel(level)
+        logging.getLogger(__name__).warning("unknown LOG_LEVEL %r, using INFO", level_name)
+    root.setLevel(level)
+    # uvicorn's own access log is replaced by ours (which carries the tracing id)
+    logging.getLogger("uvicorn.access").disabled = True
+    for name in ("uvicorn", "uvicorn.error"):
+        logging.getLogger(name).handlers.clear()
+        logging.getLogger(name).propagate = True

@@ -1,0 +1,58 @@
+"""Building the job app from a directory and serving it with uvicorn."""
+
+from __future__ import annotations
+
+import logging
+import os
+from pathlib import Path
+
+from .app import JobApp, options_from_env
+from .entrypoint import describe_failure
+from .logs import configure_logging
+from .manifest import ManifestError, job_settings, load_manifest_dict
+
+logger = logging.getLogger("trackside.wrapper")
+
+JOB_DIR_ENV = "TRACKSIDE_WRAPPER_JOB_DIR"
+MAX_BODY_ENV = "TRACKSIDE_MAX_BODY_SIZE"
+
+
+def create_app(job_dir: str | Path, max_body_size: int | None = None) -> JobApp:
+    """The job app for JOB_DIR. A bad manifest does not stop the process: /live reports it."""
+    path = Path(job_dir).resolve()
+    try:
+        settings = job_settings(load_manifest_dict(path))
+    except ManifestError as e:
+        logger.error("invalid job manifest: %s", e)
+        return JobApp(path, None, options_from_env(max_body_size), settings_failure=describe_failure(e, path))
+    return JobApp(path, settings, options_from_env(max_body_size))
+
+
+def create_app_from_env() -> JobApp:
+    """uvicorn factory used with --reload: the worker process re-reads everything from the environment."""
+    configure_logging()
+    job_dir = os.environ[JOB_DIR_ENV]
+    os.chdir(job_dir)
+    return create_app(job_dir)
+
+
+def serve(job_dir: Path, host: str, port: int, reload: bool = False, max_body_size: int | None = None) -> None:
+    import uvicorn
+
+    configure_logging()
+    job_dir = job_dir.resolve()
+    os.chdir(job_dir)
+    loop = "auto"
+    common = dict(host=host, port=port, loop=loop, http="httptools", access_log=False, log_config=None,
+                  server_header=False, timeout_graceful_shutdown=10, lifespan="on")
+    if max_body_size:
+        os.environ[MAX_BODY_ENV] = str(max_body_size)
+    if reload:
+        os.environ[JOB_DIR_ENV] = str(job_dir)
+        uvicorn.run("trackside_wrapper.server:create_app_from_env", factory=True, reload=True,
+                    reload_dirs=[str(job_dir)],
+                    reload_includes=["*.py", "*.yaml", "*.yml", "*.txt", "*.json", "*.html", "*.css", "*.js"],
+                    **common)  # type: ignore[arg-type]
+        return
+    app = create_app(job_dir, max_body_size)
+    uvicorn.run(app, **common)  # type: ignore[arg-type]
