@@ -19,10 +19,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-import orjson
-
 from . import openapi, responses, static_files, swagger
-from .arguments import InvalidArguments
+from .arguments import InvalidArguments, MalformedJSON
 from .asgi import Receive, Scope, Send
 from .concurrency import ConcurrencyLimiter, QueueFull
 from .entrypoint import LoadFailure, describe_failure
@@ -120,7 +118,15 @@ class JobApp:
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         kind = scope["type"]
         if kind == "http":
-            await self._http(scope, receive, send)
+            try:
+                await self._http(scope, receive, send)
+            except Exception as e:
+                logger.exception("unhandled error serving %s %s", scope.get("method"), scope.get("path"))
+                try:
+                    await responses.send_error(send, 500, f"internal error in the wrapper: {e.__class__.__name__}",
+                                               "InternalError", tracing_id_var.get())
+                except Exception:  # noqa: S110 - the response had already started; nothing more to send
+                    pass
         elif kind == "websocket":
             await self._websocket(scope, receive, send)
         elif kind == "lifespan":
@@ -233,14 +239,11 @@ class JobApp:
                 status = 499
                 return
             try:
-                payload = orjson.loads(body) if body else {}
-            except orjson.JSONDecodeError as e:
+                kwargs = endpoint.binder.bind(body)
+            except MalformedJSON as e:
                 status = 400
-                await responses.send_error(send, 400, f"request body is not valid JSON: {e}", "InvalidJSON",
-                                           request.tracing_id)
+                await responses.send_error(send, 400, str(e), "InvalidJSON", request.tracing_id)
                 return
-            try:
-                kwargs = endpoint.binder.bind(payload)
             except InvalidArguments as e:
                 status = 422
                 await responses.send_error(send, 422, str(e), "InvalidArguments", request.tracing_id,

@@ -1,18 +1,30 @@
-"""Validating a JSON object into keyword arguments for a job method, from its type hints."""
+"""Validating a JSON body into keyword arguments for a job method, from its type hints.
+
+msgspec decodes and validates in one pass (lax: "5" becomes 5 for an int). Optional parameters
+are UNSET unless sent, so Python applies the method's own defaults. Parameters annotated with a
+pydantic model are validated by pydantic, loaded only when the job itself uses it; annotations
+neither can validate are passed through as decoded JSON.
+"""
 
 from __future__ import annotations
 
 import inspect
 import logging
+import re
+import sys
 import typing
 from dataclasses import dataclass
 from typing import Any
 
-from pydantic import BaseModel, ConfigDict, Field, TypeAdapter, ValidationError, create_model
+import msgspec
 
 from .docstrings import parameter_descriptions
 
 logger = logging.getLogger(__name__)
+
+_AT = re.compile(r"^(?P<msg>.*?)(?: - at `\$(?P<path>.*)`)?$", re.S)
+_FIELD = re.compile(r"(unknown|missing required) field `(?P<name>[^`]*)`")
+_PATH_PART = re.compile(r"\.([^.\[]+)|\[(\d+)\]|\[\.\.\.\]")
 
 
 class InvalidArguments(Exception):
@@ -21,6 +33,10 @@ class InvalidArguments(Exception):
     def __init__(self, message: str, details: list[dict[str, Any]]) -> None:
         super().__init__(message)
         self.details = details
+
+
+class MalformedJSON(Exception):
+    """The request body is not JSON at all (400)."""
 
 
 @dataclass(frozen=True)
@@ -36,22 +52,35 @@ class Parameter:
 def _type_name(annotation: Any) -> str:
     if annotation is inspect.Parameter.empty or annotation is Any:
         return "Any"
-    if isinstance(annotation, type):
+    if isinstance(annotation, type) and not typing.get_args(annotation):
         return annotation.__name__
     return str(annotation).replace("typing.", "")
 
 
-def _usable(annotation: Any, where: str) -> Any:
-    """Types pydantic can validate are kept; others (arbitrary classes) are passed through as-is."""
-    if annotation is inspect.Parameter.empty:
-        return Any
+def _is_pydantic_model(annotation: Any) -> bool:
+    pydantic = sys.modules.get("pydantic")  # never imported here: only a job using it has it loaded
+    return (pydantic is not None and isinstance(annotation, type)
+            and issubclass(annotation, pydantic.BaseModel))
+
+
+def _msgspec_can_validate(annotation: Any) -> bool:
     try:
-        TypeAdapter(annotation)
-    except Exception as e:
-        logger.warning("%s: type %s cannot be validated from JSON (%s); passing the value as is",
-                       where, _type_name(annotation), e.__class__.__name__)
-        return Any
-    return annotation
+        msgspec.json.schema(annotation)
+    except Exception:
+        return False
+    return True
+
+
+def _location(message: str) -> tuple[str, list[str | int]]:
+    match = _AT.match(message)
+    assert match is not None
+    loc: list[str | int] = []
+    for name, index in _PATH_PART.findall(match.group("path") or ""):
+        loc.append(name if name else int(index) if index else "...")
+    field = _FIELD.search(match.group("msg"))
+    if field:
+        loc.append(field.group("name"))
+    return match.group("msg"), loc
 
 
 class ArgumentBinder:
@@ -67,64 +96,110 @@ class ArgumentBinder:
         descriptions = parameter_descriptions(method)
         self.accepts_extra = False
         self.parameters: list[Parameter] = []
-        fields: dict[str, Any] = {}
-        self._names: list[tuple[str, str]] = []  # (field name, argument name)
-        for index, param in enumerate(signature.parameters.values()):
+        self._pydantic: dict[str, Any] = {}
+        fields: list[tuple[Any, ...]] = []
+        for param in signature.parameters.values():
             if param.kind is inspect.Parameter.VAR_KEYWORD:
                 self.accepts_extra = True
                 continue
             annotation = hints.get(param.name, param.annotation)
-            usable = _usable(annotation, f"{label} parameter {param.name!r}")
+            if annotation is inspect.Parameter.empty:
+                validated: Any = Any
+            elif _is_pydantic_model(annotation):
+                validated = Any
+                self._pydantic[param.name] = annotation
+            elif _msgspec_can_validate(annotation):
+                validated = annotation
+            else:
+                logger.warning("%s: parameter %r of type %s cannot be validated from JSON; "
+                               "it is passed as decoded JSON", label, param.name, _type_name(annotation))
+                validated = Any
             required = param.default is inspect.Parameter.empty
-            default = ... if required else param.default
-            description = descriptions.get(param.name, "")
-            # Field names are positional so that parameters called e.g. `json` or `schema`
-            # cannot clash with BaseModel attributes; the alias is the real name.
-            field_name = f"p{index}"
-            fields[field_name] = (
-                usable,
-                Field(default, alias=param.name, description=description or None),
-            )
-            self._names.append((field_name, param.name))
-            self.parameters.append(
-                Parameter(param.name, annotation, _type_name(annotation),
-                          None if required else param.default, required, description)
-            )
-        config = ConfigDict(
-            extra="allow" if self.accepts_extra else "forbid",
-            arbitrary_types_allowed=True,
-            populate_by_name=False,
-            title=label,
+            if required:
+                fields.append((param.name, validated))
+            else:
+                fields.append((param.name, typing.Union[validated, msgspec.UnsetType], msgspec.UNSET))  # noqa: UP007
+            self.parameters.append(Parameter(
+                param.name, annotation, _type_name(annotation), None if required else param.default,
+                required, descriptions.get(param.name, ""),
+            ))
+        self._names = tuple(p.name for p in self.parameters)
+        self.struct: Any = msgspec.defstruct(
+            "Arguments", fields, kw_only=True, forbid_unknown_fields=not self.accepts_extra,
         )
-        self.model: type[BaseModel] = create_model(  # type: ignore[call-overload]
-            "Arguments", __config__=config, **fields
-        )
-        self.model.model_rebuild()
+        self._decoder = msgspec.json.Decoder(self.struct, strict=False)
 
-    def bind(self, payload: Any) -> dict[str, Any]:
-        if not isinstance(payload, dict):
-            raise InvalidArguments(
-                f"request body must be a JSON object of arguments, got {_json_kind(payload)}",
-                [{"loc": [], "msg": "expected a JSON object", "type": "model_type"}],
-            )
+    def bind(self, body: bytes) -> dict[str, Any]:
+        """Keyword arguments from a raw JSON body (empty body = no arguments)."""
+        if not body:
+            body = b"{}"
         try:
-            validated = self.model.model_validate(payload)
-        except ValidationError as e:
-            details = [
-                {"loc": list(err["loc"]), "msg": err["msg"], "type": err["type"]}
-                for err in e.errors(include_url=False, include_context=False, include_input=False)
-            ]
-            raise InvalidArguments(_summarise(details), details) from None
-        kwargs = {arg: getattr(validated, field) for field, arg in self._names}
-        if validated.model_extra:
-            kwargs.update(validated.model_extra)
+            values = self._decoder.decode(body)
+        except msgspec.ValidationError as e:
+            raise self._invalid(str(e)) from None
+        except msgspec.DecodeError as e:
+            raise MalformedJSON(f"request body is not valid JSON: {e}") from None
+        kwargs = {}
+        for name in self._names:
+            value = getattr(values, name)
+            if value is not msgspec.UNSET:
+                kwargs[name] = value
+        if self._pydantic:
+            self._validate_pydantic(kwargs)
+        if self.accepts_extra:
+            raw = msgspec.json.decode(body)
+            for key, value in raw.items():
+                if key not in kwargs and key not in self._names:
+                    kwargs[key] = value
         return kwargs
 
-    def json_schema(self, ref_template: str) -> dict[str, Any]:
-        schema = self.model.model_json_schema(by_alias=True, ref_template=ref_template)
+    def _validate_pydantic(self, kwargs: dict[str, Any]) -> None:
+        pydantic = sys.modules["pydantic"]
+        for name, model in self._pydantic.items():
+            if name not in kwargs:
+                continue
+            try:
+                kwargs[name] = model.model_validate(kwargs[name])
+            except pydantic.ValidationError as e:
+                details = [{"loc": [name, *err["loc"]], "msg": err["msg"], "type": err["type"]}
+                           for err in e.errors(include_url=False, include_context=False, include_input=False)]
+                raise InvalidArguments(_summarise(details), details) from None
+
+    def _invalid(self, message: str) -> InvalidArguments:
+        msg, loc = _location(message)
+        if msg.startswith("Expected `object`") and not loc:
+            msg = "request body must be a JSON object of arguments, " + msg[0].lower() + msg[1:]
+        kind = "unexpected_argument" if "unknown field" in msg else (
+            "missing_argument" if "missing required field" in msg else "invalid_value")
+        details = [{"loc": loc, "msg": msg, "type": kind}]
+        return InvalidArguments(_summarise(details), details)
+
+    def json_schema(self, ref_template: str) -> tuple[dict[str, Any], dict[str, Any]]:
+        """(schema of the body, component schemas it refers to)."""
+        (ref,), components = msgspec.json.schema_components([self.struct], ref_template=ref_template)
+        name = ref["$ref"].rsplit("/", 1)[-1]
+        schema = components.pop(name)
+        properties = schema.get("properties", {})
+        for p in self.parameters:
+            prop = properties.get(p.name)
+            if prop is None:
+                continue
+            if p.name in self._pydantic:
+                properties[p.name] = self._pydantic[p.name].model_json_schema(
+                    ref_template=ref_template.replace("{name}", "{model}"))
+                components.update(properties[p.name].pop("$defs", {}))
+                prop = properties[p.name]
+            if not p.required:
+                try:
+                    msgspec.json.encode(p.default)
+                    prop["default"] = p.default
+                except (TypeError, msgspec.EncodeError):
+                    pass
+            if p.description:
+                prop["description"] = p.description
         if self.accepts_extra:
             schema["additionalProperties"] = True
-        return schema
+        return schema, components
 
     def describe(self) -> list[dict[str, Any]]:
         result = []
@@ -138,27 +213,10 @@ class ArgumentBinder:
         return result
 
 
-def _json_kind(value: Any) -> str:
-    if isinstance(value, list):
-        return "an array"
-    if isinstance(value, str):
-        return "a string"
-    if value is None:
-        return "null"
-    if isinstance(value, bool):
-        return "a boolean"
-    return "a number"
-
-
 def _summarise(details: list[dict[str, Any]]) -> str:
     parts = []
     for d in details[:5]:
         field = ".".join(str(x) for x in d["loc"]) or "body"
-        msg = d["msg"]
-        if d["type"] == "extra_forbidden":
-            msg = "unexpected argument"
-        elif d["type"] == "missing":
-            msg = "missing required argument"
-        parts.append(f"{field}: {msg}")
+        parts.append(f"{field}: {d['msg']}")
     more = f" (and {len(details) - 5} more)" if len(details) > 5 else ""
     return "invalid arguments: " + "; ".join(parts) + more

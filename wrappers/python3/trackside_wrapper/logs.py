@@ -8,7 +8,7 @@ import sys
 import time
 from contextvars import ContextVar
 
-import orjson
+import msgspec
 
 tracing_id_var: ContextVar[str] = ContextVar("tracing_id", default="")
 caller_name_var: ContextVar[str] = ContextVar("caller_name", default="")
@@ -71,7 +71,7 @@ class JsonFormatter(logging.Formatter):
             entry["caller"] = caller
         if record.exc_info:
             entry["exception"] = self.formatException(record.exc_info)
-        return orjson.dumps(entry).decode()
+        return msgspec.json.encode(entry).decode()
 
 
 def configure_logging() -> None:

@@ -5,12 +5,12 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any
 
-from pydantic import TypeAdapter
+import msgspec
 
 from . import docstrings
 from .arguments import ArgumentBinder
 
-REF_TEMPLATE = "#/components/schemas/{model}"
+REF_TEMPLATE = "#/components/schemas/{name}"
 
 _ERROR_SCHEMA = {
     "type": "object",
@@ -40,11 +40,11 @@ def _return_schema(method: Any, components: dict[str, Any]) -> dict[str, Any]:
         import typing
 
         annotation = typing.get_type_hints(method).get("return", annotation)
-        schema = TypeAdapter(annotation).json_schema(ref_template=REF_TEMPLATE, mode="serialization")
+        (schema,), defs = msgspec.json.schema_components([annotation], ref_template=REF_TEMPLATE)
     except Exception:
         return {}
-    components.update(schema.pop("$defs", {}))
-    return schema
+    components.update(defs)
+    return dict(schema)
 
 
 def build(title: str, version: str, server_prefix: str, endpoints: list[CallableEndpoint],
@@ -52,12 +52,12 @@ def build(title: str, version: str, server_prefix: str, endpoints: list[Callable
     components: dict[str, Any] = {"Error": _ERROR_SCHEMA}
     paths: dict[str, Any] = {}
     for ep in endpoints:
-        schema = ep.binder.json_schema(REF_TEMPLATE)
-        components.update(schema.pop("$defs", {}))
+        schema, defs = ep.binder.json_schema(REF_TEMPLATE)
+        components.update(defs)
         schema_name = "Arguments_" + (ep.short_path.strip("/").replace("/", "_") or "root")
         schema["title"] = schema_name
         components[schema_name] = schema
-        media: dict[str, Any] = {"schema": {"$ref": REF_TEMPLATE.format(model=schema_name)}}
+        media: dict[str, Any] = {"schema": {"$ref": REF_TEMPLATE.format(name=schema_name)}}
         if ep.example is not None:
             media["example"] = ep.example
         description = docstrings.summary(ep.method)
@@ -110,4 +110,4 @@ def build(title: str, version: str, server_prefix: str, endpoints: list[Callable
 
 def _error_response(description: str) -> dict[str, Any]:
     return {"description": description,
-            "content": {"application/json": {"schema": {"$ref": REF_TEMPLATE.format(model="Error")}}}}
+            "content": {"application/json": {"schema": {"$ref": REF_TEMPLATE.format(name="Error")}}}}

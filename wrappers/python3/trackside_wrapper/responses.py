@@ -5,7 +5,7 @@ from __future__ import annotations
 import os
 from typing import Any
 
-import orjson
+import msgspec
 
 from .asgi import Send
 
@@ -32,7 +32,7 @@ async def send_bytes(send: Send, status: int, body: bytes, content_type: bytes =
 
 async def send_json(send: Send, status: int, payload: Any, tracing_id: str = "",
                     extra_headers: list[tuple[bytes, bytes]] | None = None) -> None:
-    await send_bytes(send, status, orjson.dumps(payload), JSON, tracing_id, extra_headers)
+    await send_bytes(send, status, msgspec.json.encode(payload), JSON, tracing_id, extra_headers)
 
 
 def error_body(message: str, error_type: str, **extra: Any) -> dict[str, Any]:
