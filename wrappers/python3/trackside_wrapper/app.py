@@ -196,7 +196,7 @@ class JobApp:
         if path.startswith("/docs/assets/"):
             await self._docs_asset(request)
             return
-        if self.state == INITIALISING and path.startswith(API_PREFIX + "/"):
+        if self.state != READY and path.startswith(API_PREFIX + "/"):
             await self._not_ready(request, path)
             return
         await self._finish_error(request, "unmatched", 404, f"not found: {scope['path']}", "NotFound")
@@ -294,6 +294,11 @@ class JobApp:
         self._account(request, endpoint, status, started)
 
     async def _not_ready(self, request: Request, endpoint: str) -> None:
+        if self.state == FAILED:
+            body = self._failure_body()
+            await self._finish_error(request, endpoint, 503, "the job failed to load: " + body["error"],
+                                     "JobNotLoaded", location=body["location"])
+            return
         await self._finish_error(request, endpoint, 503, "the job is still initialising", "NotReady",
                                  [(b"retry-after", b"1")])
 
