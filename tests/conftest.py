@@ -72,8 +72,13 @@ class RunningJob:
                 self.process.wait()
 
 
-def start_job(job_dir: Path, tmp_path: Path, env: dict[str, str] | None = None, args: tuple[str, ...] = (),
-              wait: str = "ready") -> RunningJob:
+def start_job(
+    job_dir: Path,
+    tmp_path: Path,
+    env: dict[str, str] | None = None,
+    args: tuple[str, ...] = (),
+    wait: str = "ready",
+) -> RunningJob:
     """Run `python -m trackside_wrapper run JOB_DIR` on a free port.
 
     wait: "ready" (until /ready is 200), "live" (until the server answers at all) or "none".
@@ -84,7 +89,9 @@ def start_job(job_dir: Path, tmp_path: Path, env: dict[str, str] | None = None, 
     log = open(log_path, "wb")  # noqa: SIM115 - the child writes to it for its whole life
     process = subprocess.Popen(
         [sys.executable, "-m", "trackside_wrapper", "run", str(job_dir), "--port", str(port), *args],
-        stdout=log, stderr=subprocess.STDOUT, env=full_env,
+        stdout=log,
+        stderr=subprocess.STDOUT,
+        env=full_env,
     )
     job = RunningJob(f"http://127.0.0.1:{port}", process, log_path)
     if wait == "ready":
@@ -107,8 +114,9 @@ def run_job(tmp_path: Path) -> Iterator[object]:
     """Factory fixture: `run_job(job_dir, env=..., args=..., wait=...)`; processes stop after the test."""
     started: list[RunningJob] = []
 
-    def _run(job_dir: Path, env: dict[str, str] | None = None, args: tuple[str, ...] = (),
-             wait: str = "ready") -> RunningJob:
+    def _run(
+        job_dir: Path, env: dict[str, str] | None = None, args: tuple[str, ...] = (), wait: str = "ready"
+    ) -> RunningJob:
         job = start_job(job_dir, tmp_path, env, args, wait)
         started.append(job)
         return job
@@ -118,8 +126,13 @@ def run_job(tmp_path: Path) -> Iterator[object]:
         job.stop()
 
 
-def write_job(directory: Path, entrypoint: str, manifest_extra: str = "", name: str = "testjob",
-              files: dict[str, str] | None = None) -> Path:
+def write_job(
+    directory: Path,
+    entrypoint: str,
+    manifest_extra: str = "",
+    name: str = "testjob",
+    files: dict[str, str] | None = None,
+) -> Path:
     """Write a throwaway job (entrypoint.py + job.yaml) for tests of one behaviour."""
     directory.mkdir(parents=True, exist_ok=True)
     (directory / "entrypoint.py").write_text(entrypoint)
@@ -152,7 +165,9 @@ def raw_http(port: int, request: bytes, timeout: float = 10) -> tuple[int, dict[
         head, _, body = data.partition(b"\r\n\r\n")
         lines = head.decode("latin-1").split("\r\n")
         status = int(lines[0].split()[1])
-        headers = {k.strip().lower(): v.strip() for k, v in (line.split(":", 1) for line in lines[1:] if ":" in line)}
+        headers = {
+            k.strip().lower(): v.strip() for k, v in (line.split(":", 1) for line in lines[1:] if ":" in line)
+        }
         length = int(headers.get("content-length", "0"))
         while len(body) < length:
             chunk = sock.recv(65536)

@@ -120,7 +120,12 @@ def test_perform_coerces_arguments_and_applies_defaults(kitchen: RunningJob) -> 
 
 
 def test_routes_are_served_under_any_pub_prefix(kitchen: RunningJob) -> None:
-    for prefix in ("/pub/job/kitchen/1.2.3", "/pub/job/kitchen/latest", "/pub/job/whatever/9.x", "/pub/fatman/k/1"):
+    for prefix in (
+        "/pub/job/kitchen/1.2.3",
+        "/pub/job/kitchen/latest",
+        "/pub/job/whatever/9.x",
+        "/pub/fatman/k/1",
+    ):
         r = kitchen.client.post(f"{prefix}/api/v1/perform", json={"a": 1, "b": 2})
         assert r.status_code == 200, prefix
         assert r.json()["product"] == 2.0
@@ -138,8 +143,9 @@ def test_routes_are_served_under_any_pub_prefix(kitchen: RunningJob) -> None:
         ({"a": 1, "when": "yesterday"}, "when", "Invalid"),
     ],
 )
-def test_invalid_arguments_get_422_naming_the_field(kitchen: RunningJob, body: dict, field: str,
-                                                    fragment: str) -> None:
+def test_invalid_arguments_get_422_naming_the_field(
+    kitchen: RunningJob, body: dict, field: str, fragment: str
+) -> None:
     r = kitchen.client.post("/api/v1/perform", json=body)
     assert r.status_code == 422, r.text
     error = r.json()
@@ -195,10 +201,20 @@ def test_common_result_types_serialise(kitchen: RunningJob) -> None:
     r = kitchen.client.post("/api/v1/types", json={})
     assert r.status_code == 200, r.text
     assert r.json() == {
-        "np_float": 1.25, "np_int": 7, "np_array": [[0, 1, 2], [3, 4, 5]], "np_bool": True,
-        "np_strided": [0, 3, 6, 9], "point": {"x": 1, "y": 2.5}, "item": {"name": "x", "quantity": 1},
-        "decimal": 1.1, "whole_decimal": 3, "datetime": "2024-05-06T07:08:09", "colour": "red",
-        "set": [1], "tuple": [1, 2], "int_keys": {"1": "a"},
+        "np_float": 1.25,
+        "np_int": 7,
+        "np_array": [[0, 1, 2], [3, 4, 5]],
+        "np_bool": True,
+        "np_strided": [0, 3, 6, 9],
+        "point": {"x": 1, "y": 2.5},
+        "item": {"name": "x", "quantity": 1},
+        "decimal": 1.1,
+        "whole_decimal": 3,
+        "datetime": "2024-05-06T07:08:09",
+        "colour": "red",
+        "set": [1],
+        "tuple": [1, 2],
+        "int_keys": {"1": "a"},
     }
     assert kitchen.client.post("/api/v1/nothing").json() is None
 
@@ -248,14 +264,19 @@ def test_method_and_path_errors(kitchen: RunningJob) -> None:
 def test_body_over_the_limit_gets_413_without_being_read(kitchen: RunningJob) -> None:
     port = int(kitchen.url.rsplit(":", 1)[1])
     # announced size over the 16 MiB default: refused from the headers alone
-    status, _, body = raw_http(port, b"POST /api/v1/perform HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\n"
-                                     b"Content-Length: 17000000\r\nConnection: close\r\n\r\n{")
+    status, _, body = raw_http(
+        port,
+        b"POST /api/v1/perform HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\n"
+        b"Content-Length: 17000000\r\nConnection: close\r\n\r\n{",
+    )
     assert status == 413
     assert b"exceeds the limit" in body
 
 
 def test_chunked_body_over_a_configured_limit_gets_413(tmp_path: Path, run_job) -> None:  # type: ignore[no-untyped-def]
-    job_dir = write_job(tmp_path / "small", "class J:\n    def perform(self, data: str = ''):\n        return len(data)\n")
+    job_dir = write_job(
+        tmp_path / "small", "class J:\n    def perform(self, data: str = ''):\n        return len(data)\n"
+    )
     job = run_job(job_dir, args=("--max-body-size", "1k"))
 
     def chunks() -> Iterator[bytes]:
@@ -319,8 +340,11 @@ def test_root_redirects_to_the_home_page(kitchen: RunningJob) -> None:
 
 
 def test_home_page_from_manifest(tmp_path: Path, run_job) -> None:  # type: ignore[no-untyped-def]
-    job_dir = write_job(tmp_path / "home", "class J:\n    def perform(self):\n        return 1\n",
-                        manifest_extra="  home_page: /api/v1/webview\n")
+    job_dir = write_job(
+        tmp_path / "home",
+        "class J:\n    def perform(self):\n        return 1\n",
+        manifest_extra="  home_page: /api/v1/webview\n",
+    )
     job = run_job(job_dir)
     r = job.client.get("/pub/job/testjob/1.2.3", follow_redirects=False)
     assert r.headers["location"] == "/pub/job/testjob/1.2.3/api/v1/webview"

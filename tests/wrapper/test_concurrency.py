@@ -53,7 +53,9 @@ class Counting:
 
 
 def _job(tmp_path: Path, run_job, limit: int, queue: int | None) -> RunningJob:  # type: ignore[no-untyped-def]
-    extra = f"  max_concurrency: {limit}\n" + (f"  max_concurrency_queue: {queue}\n" if queue is not None else "")
+    extra = f"  max_concurrency: {limit}\n" + (
+        f"  max_concurrency_queue: {queue}\n" if queue is not None else ""
+    )
     return run_job(write_job(tmp_path / "counting", COUNTING_JOB, manifest_extra=extra))  # type: ignore[no-any-return]
 
 
@@ -95,7 +97,9 @@ def test_queue_full_gets_429_at_once(tmp_path: Path, run_job) -> None:  # type: 
         assert "1 request(s) at a time and at most 2 more may wait" in r.json()["error"]
     assert sorted(r.json()["order"] for r in ok) == [1, 2, 3]
     assert _metric(job, "job_rejected_requests_total") == 7
-    assert 'job_requests_total{endpoint="/api/v1/perform",status="4XX"} 7.0' in job.client.get("/metrics").text
+    assert (
+        'job_requests_total{endpoint="/api/v1/perform",status="4XX"} 7.0' in job.client.get("/metrics").text
+    )
 
 
 def test_waiting_calls_run_in_arrival_order(tmp_path: Path, run_job) -> None:  # type: ignore[no-untyped-def]
@@ -106,7 +110,8 @@ def test_waiting_calls_run_in_arrival_order(tmp_path: Path, run_job) -> None:  #
             tasks = {}
             for i, tag in enumerate("ABCDE"):
                 tasks[tag] = asyncio.create_task(
-                    client.post("/api/v1/perform", json={"sleep": 0.3 if tag == "A" else 0.05, "tag": tag}))
+                    client.post("/api/v1/perform", json={"sleep": 0.3 if tag == "A" else 0.05, "tag": tag})
+                )
                 # each call is queued before the next is sent, so arrival order is certain
                 await asyncio.to_thread(_wait_metric, job, "job_requests_queued", float(i))
             return {tag: (await t).json()["order"] for tag, t in tasks.items()}
@@ -124,8 +129,10 @@ def test_rejection_happens_before_the_body_is_read(tmp_path: Path, run_job) -> N
             await asyncio.to_thread(_wait_metric, job, "job_requests_in_flight", 1.0)
             # headers announce a body that is never sent: only a refusal that does not read it can answer
             with socket.create_connection(("127.0.0.1", port), timeout=1.5) as sock:
-                sock.sendall(b"POST /api/v1/perform HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\n"
-                             b"Content-Length: 5000\r\n\r\n")
+                sock.sendall(
+                    b"POST /api/v1/perform HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\n"
+                    b"Content-Length: 5000\r\n\r\n"
+                )
                 answer = sock.recv(4096)
             assert (await running).status_code == 200
             return answer
@@ -140,10 +147,20 @@ def test_health_and_metrics_do_not_wait_behind_user_work(tmp_path: Path, run_job
 
     async def scenario() -> list[float]:
         async with httpx.AsyncClient(base_url=job.url, timeout=30) as client:
-            calls = [asyncio.create_task(client.post("/api/v1/perform", json={"sleep": 1.5})) for _ in range(4)]
+            calls = [
+                asyncio.create_task(client.post("/api/v1/perform", json={"sleep": 1.5})) for _ in range(4)
+            ]
             await asyncio.to_thread(_wait_metric, job, "job_requests_queued", 3.0)
             timings = []
-            for path in ("/live", "/ready", "/health", "/metrics", "/docs", "/openapi.json", "/api/v1/parameters"):
+            for path in (
+                "/live",
+                "/ready",
+                "/health",
+                "/metrics",
+                "/docs",
+                "/openapi.json",
+                "/api/v1/parameters",
+            ):
                 start = time.monotonic()
                 r = await client.get(path)
                 assert r.status_code == 200, path
@@ -167,7 +184,9 @@ def test_async_methods_are_capped_too(tmp_path: Path, run_job) -> None:  # type:
 
     async def scenario() -> list[int]:
         async with httpx.AsyncClient(base_url=job.url, timeout=30) as client:
-            rs = await asyncio.gather(*(client.post("/api/v1/async-sleep", json={"sleep": 0.2}) for _ in range(6)))
+            rs = await asyncio.gather(
+                *(client.post("/api/v1/async-sleep", json={"sleep": 0.2}) for _ in range(6))
+            )
             return [r.status_code for r in rs]
 
     assert asyncio.run(scenario()) == [200] * 6
@@ -184,8 +203,10 @@ def test_a_caller_leaving_the_queue_frees_its_place(tmp_path: Path, run_job) -> 
             await asyncio.to_thread(_wait_metric, job, "job_requests_in_flight", 1.0)
             sock = socket.create_connection(("127.0.0.1", port))
             body = b'{"sleep": 0}'
-            sock.sendall(b"POST /api/v1/perform HTTP/1.1\r\nHost: x\r\nContent-Length: %d\r\n\r\n%s"
-                         % (len(body), body))
+            sock.sendall(
+                b"POST /api/v1/perform HTTP/1.1\r\nHost: x\r\nContent-Length: %d\r\n\r\n%s"
+                % (len(body), body)
+            )
             await asyncio.to_thread(_wait_metric, job, "job_requests_queued", 1.0)
             sock.close()
             assert (await running).status_code == 200

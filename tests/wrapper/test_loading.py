@@ -5,7 +5,6 @@ from __future__ import annotations
 import time
 from pathlib import Path
 
-
 from tests.conftest import write_job
 
 
@@ -20,14 +19,17 @@ def _live_error(job) -> dict:  # type: ignore[no-untyped-def]
 
 
 def test_init_runs_in_the_background(tmp_path: Path, run_job) -> None:  # type: ignore[no-untyped-def]
-    job_dir = write_job(tmp_path / "slow", """
+    job_dir = write_job(
+        tmp_path / "slow",
+        """
 import time
 class Slow:
     def __init__(self):
         time.sleep(2)
     def perform(self):
         return "done"
-""")
+""",
+    )
     job = run_job(job_dir, env={"JOB_DEPLOYMENT_TIMESTAMP": "1700000000"}, wait="live")
     live = job.client.get("/live")
     assert live.status_code == 200
@@ -43,7 +45,9 @@ class Slow:
 
 
 def test_init_failure_keeps_the_process_up_and_live_reports_it(tmp_path: Path, run_job) -> None:  # type: ignore[no-untyped-def]
-    job_dir = write_job(tmp_path / "bad-init", """
+    job_dir = write_job(
+        tmp_path / "bad-init",
+        """
 class Broken:
     def __init__(self):
         self.load()
@@ -53,7 +57,8 @@ class Broken:
 
     def perform(self):
         return 1
-""")
+""",
+    )
     job = run_job(job_dir, wait="live")
     error = _live_error(job)
     assert error["type"] == "FileNotFoundError"
@@ -71,8 +76,10 @@ class Broken:
 
 def test_import_failures_name_file_and_line(tmp_path: Path, run_job) -> None:  # type: ignore[no-untyped-def]
     syntax = write_job(tmp_path / "syntax", "class J:\n    def perform(self)\n        return 1\n")
-    missing = write_job(tmp_path / "missing", "import surely_not_installed_pkg\nclass J:\n    def perform(self):\n"
-                                               "        return 1\n")
+    missing = write_job(
+        tmp_path / "missing",
+        "import surely_not_installed_pkg\nclass J:\n    def perform(self):\n        return 1\n",
+    )
     error = _live_error(run_job(syntax, wait="live"))
     assert error["type"] == "SyntaxError" and error["location"].endswith("entrypoint.py:2")
     error = _live_error(run_job(missing, wait="live"))
@@ -82,16 +89,20 @@ def test_import_failures_name_file_and_line(tmp_path: Path, run_job) -> None:  #
 
 
 def test_star_args_are_refused_before_init(tmp_path: Path, run_job) -> None:  # type: ignore[no-untyped-def]
-    job_dir = write_job(tmp_path / "args", """
+    job_dir = write_job(
+        tmp_path / "args",
+        """
 class J:
     def __init__(self):
         open("init-ran", "w").write("yes")
     def perform(self, *numbers):
         return sum(numbers)
-""")
+""",
+    )
     error = _live_error(run_job(job_dir, wait="live"))
     assert error["type"] == "EntrypointError"
     assert "*numbers is not supported" in error["error"]
+    assert error["location"].endswith("entrypoint.py:5")
     assert not (job_dir / "init-ran").exists()
 
 
@@ -122,7 +133,9 @@ class Second:
 
 
 def test_job_runs_in_its_root_with_its_modules_importable(tmp_path: Path, run_job) -> None:  # type: ignore[no-untyped-def]
-    job_dir = write_job(tmp_path / "root", """
+    job_dir = write_job(
+        tmp_path / "root",
+        """
 import os
 from helpers.numbers import double
 class J:
@@ -130,16 +143,27 @@ class J:
         self.data = open("data.txt").read().strip()
     def perform(self, x: int):
         return {"double": double(x), "data": self.data, "cwd": os.getcwd()}
-""", files={"helpers/__init__.py": "", "helpers/numbers.py": "def double(x):\n    return 2 * x\n",
-            "data.txt": "hello\n"})
+""",
+        files={
+            "helpers/__init__.py": "",
+            "helpers/numbers.py": "def double(x):\n    return 2 * x\n",
+            "data.txt": "hello\n",
+        },
+    )
     job = run_job(job_dir)
     assert job.client.post("/api/v1/perform", json={"x": 4}).json() == {
-        "double": 8, "data": "hello", "cwd": str(job_dir.resolve())}
+        "double": 8,
+        "data": "hello",
+        "cwd": str(job_dir.resolve()),
+    }
 
 
 def test_manifest_from_environment_wins(tmp_path: Path, run_job) -> None:  # type: ignore[no-untyped-def]
-    job_dir = write_job(tmp_path / "env", "class J:\n    def perform(self):\n        return 'file'\n",
-                        files={"other.py": "class K:\n    def perform(self):\n        return 'env'\n"})
+    job_dir = write_job(
+        tmp_path / "env",
+        "class J:\n    def perform(self):\n        return 'file'\n",
+        files={"other.py": "class K:\n    def perform(self):\n        return 'env'\n"},
+    )
     manifest = "name: envjob\nversion: 2.0.0\njobtype_extra:\n  entrypoint_path: other.py\n"
     job = run_job(job_dir, env={"JOB_MANIFEST_YAML": manifest})
     assert job.client.post("/api/v1/perform").json() == "env"
@@ -147,8 +171,11 @@ def test_manifest_from_environment_wins(tmp_path: Path, run_job) -> None:  # typ
 
 
 def test_bad_manifest_is_reported_by_live(tmp_path: Path, run_job) -> None:  # type: ignore[no-untyped-def]
-    job_dir = write_job(tmp_path / "badmanifest", "class J:\n    def perform(self):\n        return 1\n",
-                        manifest_extra="  max_concurrency: lots\n")
+    job_dir = write_job(
+        tmp_path / "badmanifest",
+        "class J:\n    def perform(self):\n        return 1\n",
+        manifest_extra="  max_concurrency: lots\n",
+    )
     error = _live_error(run_job(job_dir, wait="live"))
     assert error["type"] == "ManifestError"
     assert "jobtype_extra.max_concurrency: expected an integer >= 1, got 'lots'" in error["error"]
@@ -163,9 +190,12 @@ def test_racetrack_legacy_python_section_is_read(tmp_path: Path, run_job) -> Non
     job_dir = tmp_path / "legacy"
     job_dir.mkdir()
     (job_dir / "fatman_entrypoint.py").write_text(
-        "class FatmanEntrypoint:\n    def perform(self, x: float, y: float) -> float:\n        return x * y\n")
-    (job_dir / "job.yaml").write_text("name: legacy\nowner_email: a@b.c\nlang: python3:latest\n"
-                                      "python:\n  entrypoint_path: fatman_entrypoint.py\n")
+        "class FatmanEntrypoint:\n    def perform(self, x: float, y: float) -> float:\n        return x * y\n"
+    )
+    (job_dir / "job.yaml").write_text(
+        "name: legacy\nowner_email: a@b.c\nlang: python3:latest\n"
+        "python:\n  entrypoint_path: fatman_entrypoint.py\n"
+    )
     job = run_job(job_dir)
     assert job.client.post("/pub/fatman/legacy/0.0.1/api/v1/perform", json={"x": 20, "y": 5}).json() == 100
 
@@ -174,7 +204,11 @@ def test_cli_rejects_a_missing_directory(tmp_path: Path) -> None:
     import subprocess
     import sys
 
-    r = subprocess.run([sys.executable, "-m", "trackside_wrapper", "run", str(tmp_path / "nope")],
-                       capture_output=True, text=True, timeout=30)
+    r = subprocess.run(
+        [sys.executable, "-m", "trackside_wrapper", "run", str(tmp_path / "nope")],
+        capture_output=True,
+        text=True,
+        timeout=30,
+    )
     assert r.returncode == 2
     assert "is not a directory" in r.stderr

@@ -8,6 +8,7 @@ happens in a background thread so that /live answers from the first moment.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import contextvars
 import functools
 import logging
@@ -21,7 +22,7 @@ from typing import Any
 
 from . import openapi, responses, static_files, swagger
 from .arguments import InvalidArguments, MalformedJSON
-from .asgi import Receive, Scope, Send
+from .asgi import Message, Receive, Scope, Send
 from .concurrency import ConcurrencyLimiter, QueueFull
 from .entrypoint import LoadFailure, describe_failure
 from .loaded_job import API_PREFIX, WEBVIEW_PATH, LoadedJob, load
@@ -56,8 +57,13 @@ class AppOptions:
 
 
 class JobApp:
-    def __init__(self, job_dir: Path, settings: JobSettings | None, options: AppOptions,
-                 settings_failure: LoadFailure | None = None) -> None:
+    def __init__(
+        self,
+        job_dir: Path,
+        settings: JobSettings | None,
+        options: AppOptions,
+        settings_failure: LoadFailure | None = None,
+    ) -> None:
         self.job_dir = job_dir
         self.settings = settings
         self.options = options
@@ -96,19 +102,28 @@ class JobApp:
         try:
             # a dedicated thread: the job pool must not be taken by a long __init__
             job = await loop.run_in_executor(None, load, self.job_dir, self.settings)
-        except BaseException as e:  # noqa: BLE001 - any failure of job code is reported, not raised
+        except BaseException as e:
             self.failure = describe_failure(e, self.job_dir)
             self.state = FAILED
-            logger.error("the job failed to load: %s: %s at %s\n%s", self.failure.type, self.failure.error,
-                         self.failure.location, self.failure.traceback.rstrip())
+            logger.error(
+                "the job failed to load: %s: %s at %s\n%s",
+                self.failure.type,
+                self.failure.error,
+                self.failure.location,
+                self.failure.traceback.rstrip(),
+            )
             return
         self.job = job
         if job.metrics_source is not None:
             self.metrics.attach_job_metrics(job.metrics_source)
         self.metrics.init_duration.set(time.perf_counter() - started)
         self.state = READY
-        logger.info("job %s %s ready: initialised in %.0f ms", self.settings.name, self.settings.version,
-                    (time.perf_counter() - started) * 1000)
+        logger.info(
+            "job %s %s ready: initialised in %.0f ms",
+            self.settings.name,
+            self.settings.version,
+            (time.perf_counter() - started) * 1000,
+        )
 
     async def shutdown(self) -> None:
         self.executor.shutdown(wait=False, cancel_futures=True)
@@ -122,11 +137,14 @@ class JobApp:
                 await self._http(scope, receive, send)
             except Exception as e:
                 logger.exception("unhandled error serving %s %s", scope.get("method"), scope.get("path"))
-                try:
-                    await responses.send_error(send, 500, f"internal error in the wrapper: {e.__class__.__name__}",
-                                               "InternalError", tracing_id_var.get())
-                except Exception:  # noqa: S110 - the response had already started; nothing more to send
-                    pass
+                with contextlib.suppress(Exception):
+                    await responses.send_error(
+                        send,
+                        500,
+                        f"internal error in the wrapper: {e.__class__.__name__}",
+                        "InternalError",
+                        tracing_id_var.get(),
+                    )
         elif kind == "websocket":
             await self._websocket(scope, receive, send)
         elif kind == "lifespan":
@@ -186,11 +204,13 @@ class JobApp:
             if endpoint is not None:
                 await self._call(request, endpoint)
                 return
-            if path in job.static_files or job.static_dirs:
-                if await self._static(request, job):
-                    return
-            if job.webview is not None and (path == WEBVIEW_PATH or path.startswith(WEBVIEW_PATH + "/")
-                                            or path.startswith("/webview/static/")):
+            if (path in job.static_files or job.static_dirs) and await self._static(request, job):
+                return
+            if job.webview is not None and (
+                path == WEBVIEW_PATH
+                or path.startswith(WEBVIEW_PATH + "/")
+                or path.startswith("/webview/static/")
+            ):
                 await self._webview(request, job)
                 return
         if path.startswith("/docs/assets/"):
@@ -207,22 +227,38 @@ class JobApp:
         started = time.perf_counter()
         send = request.send
         if request.scope["method"] != "POST":
-            await self._finish_error(request, endpoint.path, 405,
-                                     f"method {request.scope['method']} not allowed, use POST",
-                                     "MethodNotAllowed", [(b"allow", b"POST")])
+            await self._finish_error(
+                request,
+                endpoint.path,
+                405,
+                f"method {request.scope['method']} not allowed, use POST",
+                "MethodNotAllowed",
+                [(b"allow", b"POST")],
+            )
             return
         limit = self.options.max_body_size
         if request.content_length > limit:
-            await self._finish_error(request, endpoint.path, 413,
-                                     f"request body of {request.content_length} bytes exceeds the limit of "
-                                     f"{limit} bytes", "PayloadTooLarge")
+            await self._finish_error(
+                request,
+                endpoint.path,
+                413,
+                f"request body of {request.content_length} bytes exceeds the limit of {limit} bytes",
+                "PayloadTooLarge",
+            )
             return
         try:
             waiter = self.limiter.try_acquire()
         except QueueFull as e:
             self.metrics.rejected.inc()
-            await self._finish_error(request, endpoint.path, 429, str(e), "TooManyRequests",
-                                     [(b"retry-after", b"1")], started=started)
+            await self._finish_error(
+                request,
+                endpoint.path,
+                429,
+                str(e),
+                "TooManyRequests",
+                [(b"retry-after", b"1")],
+                started=started,
+            )
             return
         if waiter is not None:
             await self.limiter.wait(waiter)
@@ -232,8 +268,13 @@ class JobApp:
                 body = await _read_body(request.receive, limit)
             except BodyTooLarge:
                 status = 413
-                await responses.send_error(send, 413, f"request body exceeds the limit of {limit} bytes",
-                                           "PayloadTooLarge", request.tracing_id)
+                await responses.send_error(
+                    send,
+                    413,
+                    f"request body exceeds the limit of {limit} bytes",
+                    "PayloadTooLarge",
+                    request.tracing_id,
+                )
                 return
             except ClientGone:
                 status = 499
@@ -246,8 +287,9 @@ class JobApp:
                 return
             except InvalidArguments as e:
                 status = 422
-                await responses.send_error(send, 422, str(e), "InvalidArguments", request.tracing_id,
-                                           details=e.details)
+                await responses.send_error(
+                    send, 422, str(e), "InvalidArguments", request.tracing_id, details=e.details
+                )
                 return
             try:
                 if endpoint.is_async:
@@ -255,12 +297,14 @@ class JobApp:
                 else:
                     context = contextvars.copy_context()
                     result = await asyncio.get_running_loop().run_in_executor(
-                        self.executor, functools.partial(context.run, endpoint.method, **kwargs))
+                        self.executor, functools.partial(context.run, endpoint.method, **kwargs)
+                    )
                 out = to_json(result)
             except ValueError as e:
                 status = 400
-                await responses.send_error(send, 400, str(e) or "invalid value", e.__class__.__name__,
-                                           request.tracing_id)
+                await responses.send_error(
+                    send, 400, str(e) or "invalid value", e.__class__.__name__, request.tracing_id
+                )
                 return
             except NotSerializableError as e:
                 logger.error("%s returned a value that cannot be sent: %s", endpoint.short_path, e)
@@ -270,8 +314,13 @@ class JobApp:
             except Exception as e:
                 logger.exception("%s failed", endpoint.short_path)
                 status = 500
-                await responses.send_error(send, 500, f"{e.__class__.__name__}: {e}" if str(e)
-                                           else e.__class__.__name__, e.__class__.__name__, request.tracing_id)
+                await responses.send_error(
+                    send,
+                    500,
+                    f"{e.__class__.__name__}: {e}" if str(e) else e.__class__.__name__,
+                    e.__class__.__name__,
+                    request.tracing_id,
+                )
                 return
             status = 200
             await responses.send_bytes(send, 200, out, responses.JSON, request.tracing_id)
@@ -283,24 +332,42 @@ class JobApp:
         elapsed = time.perf_counter() - started
         self.metrics.observe_call(endpoint, status, elapsed)
         if access_logger.isEnabledFor(logging.INFO):
-            access_logger.info('"%s %s" %d %.2f ms', request.scope["method"], request.scope["path"], status,
-                               elapsed * 1000)
+            access_logger.info(
+                '"%s %s" %d %.2f ms', request.scope["method"], request.scope["path"], status, elapsed * 1000
+            )
 
-    async def _finish_error(self, request: Request, endpoint: str, status: int, message: str, error_type: str,
-                            headers: list[tuple[bytes, bytes]] | None = None, started: float | None = None,
-                            **extra: Any) -> None:
+    async def _finish_error(
+        self,
+        request: Request,
+        endpoint: str,
+        status: int,
+        message: str,
+        error_type: str,
+        headers: list[tuple[bytes, bytes]] | None = None,
+        started: float | None = None,
+        **extra: Any,
+    ) -> None:
         started = time.perf_counter() if started is None else started
-        await responses.send_error(request.send, status, message, error_type, request.tracing_id, headers, **extra)
+        await responses.send_error(
+            request.send, status, message, error_type, request.tracing_id, headers, **extra
+        )
         self._account(request, endpoint, status, started)
 
     async def _not_ready(self, request: Request, endpoint: str) -> None:
         if self.state == FAILED:
             body = self._failure_body()
-            await self._finish_error(request, endpoint, 503, "the job failed to load: " + body["error"],
-                                     "JobNotLoaded", location=body["location"])
+            await self._finish_error(
+                request,
+                endpoint,
+                503,
+                "the job failed to load: " + body["error"],
+                "JobNotLoaded",
+                location=body["location"],
+            )
             return
-        await self._finish_error(request, endpoint, 503, "the job is still initialising", "NotReady",
-                                 [(b"retry-after", b"1")])
+        await self._finish_error(
+            request, endpoint, 503, "the job is still initialising", "NotReady", [(b"retry-after", b"1")]
+        )
 
     # ---- built-in endpoints ----------------------------------------------------------------
 
@@ -316,43 +383,66 @@ class JobApp:
         f = self.failure
         assert f is not None
         where = f" at {f.location}" if f.location else ""
-        return {"error": f"{f.type}: {f.error}{where}", "type": f.type, "location": f.location,
-                "status": FAILED, **self._base_info()}
+        return {
+            "error": f"{f.type}: {f.error}{where}",
+            "type": f.type,
+            "location": f.location,
+            "status": FAILED,
+            **self._base_info(),
+        }
 
     async def _live(self, request: Request) -> None:
         if self.state == FAILED:
-            await responses.send_json(request.send, 500, {"live": False, **self._failure_body()},
-                                      request.tracing_id)
+            await responses.send_json(
+                request.send, 500, {"live": False, **self._failure_body()}, request.tracing_id
+            )
             return
-        await responses.send_json(request.send, 200, {"live": True, "status": self.state, **self._base_info()},
-                                  request.tracing_id)
+        await responses.send_json(
+            request.send, 200, {"live": True, "status": self.state, **self._base_info()}, request.tracing_id
+        )
 
     async def _ready(self, request: Request) -> None:
         if self.state == READY:
-            await responses.send_json(request.send, 200, {"ready": True, **self._base_info()}, request.tracing_id)
+            await responses.send_json(
+                request.send, 200, {"ready": True, **self._base_info()}, request.tracing_id
+            )
         elif self.state == FAILED:
-            await responses.send_json(request.send, 500, {"ready": False, **self._failure_body()},
-                                      request.tracing_id)
+            await responses.send_json(
+                request.send, 500, {"ready": False, **self._failure_body()}, request.tracing_id
+            )
         else:
-            await responses.send_json(request.send, 503, {"ready": False, "status": INITIALISING,
-                                                          **self._base_info()}, request.tracing_id)
+            await responses.send_json(
+                request.send,
+                503,
+                {"ready": False, "status": INITIALISING, **self._base_info()},
+                request.tracing_id,
+            )
 
     async def _health(self, request: Request) -> None:
         if self.state == FAILED:
-            await responses.send_json(request.send, 500, {"service": "job", **self._failure_body()},
-                                      request.tracing_id)
+            await responses.send_json(
+                request.send, 500, {"service": "job", **self._failure_body()}, request.tracing_id
+            )
             return
-        await responses.send_json(request.send, 200, {
-            "service": "job", "status": "pass" if self.state == READY else INITIALISING,
-            "ready": self.state == READY, **self._base_info(),
-        }, request.tracing_id)
+        await responses.send_json(
+            request.send,
+            200,
+            {
+                "service": "job",
+                "status": "pass" if self.state == READY else INITIALISING,
+                "ready": self.state == READY,
+                **self._base_info(),
+            },
+            request.tracing_id,
+        )
 
     async def _metrics(self, request: Request) -> None:
         loop = asyncio.get_running_loop()
         # the job's metrics() is user code: run it off the event loop
         body = await loop.run_in_executor(None, self.metrics.render)
-        await responses.send_bytes(request.send, 200, body, b"text/plain; version=0.0.4; charset=utf-8",
-                                   request.tracing_id)
+        await responses.send_bytes(
+            request.send, 200, body, b"text/plain; version=0.0.4; charset=utf-8", request.tracing_id
+        )
 
     async def _parameters(self, request: Request) -> None:
         started = time.perf_counter()
@@ -377,7 +467,7 @@ class JobApp:
         self._account(request, "/docs", 200, started)
 
     async def _docs_asset(self, request: Request) -> None:
-        name = request.path[len("/docs/assets/"):]
+        name = request.path[len("/docs/assets/") :]
         path = swagger.asset_path(name)
         if path is None:
             await self._finish_error(request, "/docs", 404, f"not found: {request.scope['path']}", "NotFound")
@@ -391,7 +481,9 @@ class JobApp:
         if body is None:
             job = self.job
             document = openapi.build(
-                self.title, self.settings.version if self.settings else "0.0.0", prefix,
+                self.title,
+                self.settings.version if self.settings else "0.0.0",
+                prefix,
                 list(job.endpoints.values()) if job else [],
                 sorted([*job.static_files, *(d.path for d in job.static_dirs)]) if job else [],
                 bool(job and job.webview),
@@ -418,37 +510,67 @@ class JobApp:
                     target = directory
                     endpoint = directory.path
                     file_path = static_files.resolve_in_directory(
-                        directory.target, str(self.job_dir.resolve()), path[len(directory.path) + 1:])
+                        directory.target, str(self.job_dir.resolve()), path[len(directory.path) + 1 :]
+                    )
                     break
             if target is None:
                 return False
         method = request.scope["method"]
         if method not in ("GET", "HEAD"):
-            await self._finish_error(request, endpoint, 405, f"method {method} not allowed, use GET",
-                                     "MethodNotAllowed", [(b"allow", b"GET, HEAD")])
+            await self._finish_error(
+                request,
+                endpoint,
+                405,
+                f"method {method} not allowed, use GET",
+                "MethodNotAllowed",
+                [(b"allow", b"GET, HEAD")],
+            )
             return True
         if file_path is None or not _is_file(file_path):
-            await self._finish_error(request, endpoint, 404, f"not found: {request.scope['path']}", "NotFound")
+            await self._finish_error(
+                request, endpoint, 404, f"not found: {request.scope['path']}", "NotFound"
+            )
             return True
         started = time.perf_counter()
         mimetype = target.mimetype or static_files.guess_mimetype(file_path)
-        await responses.send_file(request.send, file_path, mimetype, request.tracing_id, head=method == "HEAD")
+        await responses.send_file(
+            request.send, file_path, mimetype, request.tracing_id, head=method == "HEAD"
+        )
         self._account(request, endpoint, 200, started)
         return True
 
     async def _webview(self, request: Request, job: LoadedJob) -> None:
         path = request.path
-        static_prefix = next((p for p in (WEBVIEW_PATH + "/static/", "/webview/static/") if path.startswith(p)),
-                             None)
+        static_prefix = next(
+            (p for p in (WEBVIEW_PATH + "/static/", "/webview/static/") if path.startswith(p)), None
+        )
         if static_prefix is not None and job.webview_static_dir is not None:
-            file_path = static_files.resolve_in_directory(job.webview_static_dir, str(self.job_dir.resolve()),
-                                                          path[len(static_prefix):])
-            if file_path is None:
-                await self._finish_error(request, WEBVIEW_PATH, 404, f"not found: {request.scope['path']}",
-                                         "NotFound")
+            method = request.scope["method"]
+            if method not in ("GET", "HEAD"):
+                await self._finish_error(
+                    request,
+                    WEBVIEW_PATH,
+                    405,
+                    f"method {method} not allowed, use GET",
+                    "MethodNotAllowed",
+                    [(b"allow", b"GET, HEAD")],
+                )
                 return
-            await responses.send_file(request.send, file_path, static_files.guess_mimetype(file_path),
-                                      request.tracing_id, head=request.scope["method"] == "HEAD")
+            file_path = static_files.resolve_in_directory(
+                job.webview_static_dir, str(self.job_dir.resolve()), path[len(static_prefix) :]
+            )
+            if file_path is None:
+                await self._finish_error(
+                    request, WEBVIEW_PATH, 404, f"not found: {request.scope['path']}", "NotFound"
+                )
+                return
+            await responses.send_file(
+                request.send,
+                file_path,
+                static_files.guess_mimetype(file_path),
+                request.tracing_id,
+                head=request.scope["method"] == "HEAD",
+            )
             return
         if path == WEBVIEW_PATH:
             query = request.scope.get("query_string", b"").decode("latin-1")
@@ -464,7 +586,7 @@ class JobApp:
         scope["root_path"] = ""
         status_box = [500]
 
-        async def send(message: dict[str, Any]) -> None:
+        async def send(message: Message) -> None:
             if message["type"] == "http.response.start":
                 status_box[0] = message["status"]
             await request.send(message)
@@ -473,7 +595,7 @@ class JobApp:
         self._account(request, WEBVIEW_PATH, status_box[0], started)
 
     async def _websocket(self, scope: Scope, receive: Receive, send: Send) -> None:
-        prefix, path = self._split_prefix(scope["path"])
+        _prefix, path = self._split_prefix(scope["path"])
         job = self.job
         if job is None or job.webview is None or not path.startswith(WEBVIEW_PATH) or self.settings is None:
             await send({"type": "websocket.close", "code": 1008})
@@ -487,8 +609,16 @@ class JobApp:
 class Request:
     __slots__ = ("content_length", "path", "prefix", "receive", "scope", "send", "tracing_id")
 
-    def __init__(self, scope: Scope, receive: Receive, send: Send, prefix: str, path: str, tracing_id: str,
-                 content_length: int) -> None:
+    def __init__(
+        self,
+        scope: Scope,
+        receive: Receive,
+        send: Send,
+        prefix: str,
+        path: str,
+        tracing_id: str,
+        content_length: int,
+    ) -> None:
         self.scope = scope
         self.receive = receive
         self.send = send

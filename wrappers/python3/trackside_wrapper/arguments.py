@@ -59,8 +59,9 @@ def _type_name(annotation: Any) -> str:
 
 def _is_pydantic_model(annotation: Any) -> bool:
     pydantic = sys.modules.get("pydantic")  # never imported here: only a job using it has it loaded
-    return (pydantic is not None and isinstance(annotation, type)
-            and issubclass(annotation, pydantic.BaseModel))
+    return (
+        pydantic is not None and isinstance(annotation, type) and issubclass(annotation, pydantic.BaseModel)
+    )
 
 
 def _msgspec_can_validate(annotation: Any) -> bool:
@@ -111,21 +112,34 @@ class ArgumentBinder:
             elif _msgspec_can_validate(annotation):
                 validated = annotation
             else:
-                logger.warning("%s: parameter %r of type %s cannot be validated from JSON; "
-                               "it is passed as decoded JSON", label, param.name, _type_name(annotation))
+                logger.warning(
+                    "%s: parameter %r of type %s cannot be validated from JSON; it is passed as decoded JSON",
+                    label,
+                    param.name,
+                    _type_name(annotation),
+                )
                 validated = Any
             required = param.default is inspect.Parameter.empty
             if required:
                 fields.append((param.name, validated))
             else:
                 fields.append((param.name, typing.Union[validated, msgspec.UnsetType], msgspec.UNSET))  # noqa: UP007
-            self.parameters.append(Parameter(
-                param.name, annotation, _type_name(annotation), None if required else param.default,
-                required, descriptions.get(param.name, ""),
-            ))
+            self.parameters.append(
+                Parameter(
+                    param.name,
+                    annotation,
+                    _type_name(annotation),
+                    None if required else param.default,
+                    required,
+                    descriptions.get(param.name, ""),
+                )
+            )
         self._names = tuple(p.name for p in self.parameters)
         self.struct: Any = msgspec.defstruct(
-            "Arguments", fields, kw_only=True, forbid_unknown_fields=not self.accepts_extra,
+            "Arguments",
+            fields,
+            kw_only=True,
+            forbid_unknown_fields=not self.accepts_extra,
         )
         self._decoder = msgspec.json.Decoder(self.struct, strict=False)
 
@@ -161,16 +175,21 @@ class ArgumentBinder:
             try:
                 kwargs[name] = model.model_validate(kwargs[name])
             except pydantic.ValidationError as e:
-                details = [{"loc": [name, *err["loc"]], "msg": err["msg"], "type": err["type"]}
-                           for err in e.errors(include_url=False, include_context=False, include_input=False)]
+                details = [
+                    {"loc": [name, *err["loc"]], "msg": err["msg"], "type": err["type"]}
+                    for err in e.errors(include_url=False, include_context=False, include_input=False)
+                ]
                 raise InvalidArguments(_summarise(details), details) from None
 
     def _invalid(self, message: str) -> InvalidArguments:
         msg, loc = _location(message)
         if msg.startswith("Expected `object`") and not loc:
             msg = "request body must be a JSON object of arguments, " + msg[0].lower() + msg[1:]
-        kind = "unexpected_argument" if "unknown field" in msg else (
-            "missing_argument" if "missing required field" in msg else "invalid_value")
+        kind = (
+            "unexpected_argument"
+            if "unknown field" in msg
+            else ("missing_argument" if "missing required field" in msg else "invalid_value")
+        )
         details = [{"loc": loc, "msg": msg, "type": kind}]
         return InvalidArguments(_summarise(details), details)
 
@@ -186,7 +205,8 @@ class ArgumentBinder:
                 continue
             if p.name in self._pydantic:
                 properties[p.name] = self._pydantic[p.name].model_json_schema(
-                    ref_template=ref_template.replace("{name}", "{model}"))
+                    ref_template=ref_template.replace("{name}", "{model}")
+                )
                 components.update(properties[p.name].pop("$defs", {}))
                 prop = properties[p.name]
             if not p.required:

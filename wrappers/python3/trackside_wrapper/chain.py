@@ -44,13 +44,22 @@ def _result(job_name: str, url: str, response: Any) -> Any:
         body = response.text
     if not 200 <= response.status_code < 300:
         detail = body.get("error") if isinstance(body, dict) and "error" in body else body
-        raise JobCallError(f"calling job {job_name} ({url}) failed with {response.status_code}: {detail}",
-                           response.status_code, body)
+        raise JobCallError(
+            f"calling job {job_name} ({url}) failed with {response.status_code}: {detail}",
+            response.status_code,
+            body,
+        )
     return body
 
 
-def call_job(job_name: str, path: str = "/api/v1/perform", payload: Any = None, version: str = "latest",
-             method: str = "POST", timeout: float | None = 60.0) -> Any:
+def call_job(
+    job_name: str,
+    path: str = "/api/v1/perform",
+    payload: Any = None,
+    version: str = "latest",
+    method: str = "POST",
+    timeout: float | None = 60.0,
+) -> Any:
     """Call another job through the gateway with this job's token; returns the decoded JSON answer."""
     import httpx
 
@@ -66,8 +75,14 @@ def call_job(job_name: str, path: str = "/api/v1/perform", payload: Any = None, 
     return _result(job_name, url, response)
 
 
-async def call_job_async(job_name: str, path: str = "/api/v1/perform", payload: Any = None,
-                         version: str = "latest", method: str = "POST", timeout: float | None = 60.0) -> Any:
+async def call_job_async(
+    job_name: str,
+    path: str = "/api/v1/perform",
+    payload: Any = None,
+    version: str = "latest",
+    method: str = "POST",
+    timeout: float | None = 60.0,
+) -> Any:
     import httpx
 
     url, headers = _request_parts(job_name, path, version)

@@ -21,19 +21,26 @@ def _size(text: str) -> int:
 
 
 def main(argv: list[str] | None = None) -> None:
-    parser = argparse.ArgumentParser(prog="python -m trackside_wrapper",
-                                     description="Serve a Trackside/Racetrack python3 job over HTTP.")
+    parser = argparse.ArgumentParser(
+        prog="python -m trackside_wrapper", description="Serve a Trackside/Racetrack python3 job over HTTP."
+    )
     parser.add_argument("--version", action="version", version=f"trackside-wrapper {__version__}")
     commands = parser.add_subparsers(dest="command", required=True)
-    run = commands.add_parser("run", help="serve the job in JOB_DIR",
-                              description="Serve the job in JOB_DIR (manifest: $JOB_MANIFEST_YAML or "
-                                          "JOB_DIR/job.yaml).")
+    run = commands.add_parser(
+        "run",
+        help="serve the job in JOB_DIR",
+        description="Serve the job in JOB_DIR (manifest: $JOB_MANIFEST_YAML or JOB_DIR/job.yaml).",
+    )
     run.add_argument("job_dir", metavar="JOB_DIR", type=Path)
     run.add_argument("--host", default="127.0.0.1")
     run.add_argument("--port", type=int, default=7000)
     run.add_argument("--reload", action="store_true", help="restart the job when its files change")
-    run.add_argument("--max-body-size", type=_size, default=None,
-                     help="largest request body accepted (default 16M, or $TRACKSIDE_MAX_BODY_SIZE)")
+    run.add_argument(
+        "--max-body-size",
+        type=_size,
+        default=None,
+        help="largest request body accepted (default 16M, or $TRACKSIDE_MAX_BODY_SIZE)",
+    )
     args = parser.parse_args(argv)
     if not args.job_dir.is_dir():
         parser.error(f"JOB_DIR {str(args.job_dir)!r} is not a directory")

@@ -7,6 +7,7 @@ lock: no await happens between the check and the update.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 from collections import deque
 
 
@@ -52,10 +53,8 @@ class ConcurrencyLimiter:
             if waiter.done() and not waiter.cancelled():
                 self.release()  # the slot was handed over just as the caller went away
             else:
-                try:
+                with contextlib.suppress(ValueError):
                     self._waiters.remove(waiter)
-                except ValueError:
-                    pass
             raise
 
     def release(self) -> None:

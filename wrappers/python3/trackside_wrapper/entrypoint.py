@@ -16,6 +16,19 @@ from typing import Any
 class EntrypointError(Exception):
     """The job cannot be loaded; the message says what the author must change."""
 
+    def __init__(self, message: str, culprit: Any = None) -> None:
+        super().__init__(message)
+        self.location = source_location(culprit) if culprit is not None else ""
+
+
+def source_location(obj: Any) -> str:
+    """ "file:line" where a function or class of the job is defined ("" when unknown)."""
+    try:
+        target = inspect.unwrap(getattr(obj, "__func__", obj))
+        return f"{inspect.getsourcefile(target)}:{inspect.getsourcelines(target)[1]}"
+    except (TypeError, OSError):
+        return ""
+
 
 @dataclass(frozen=True)
 class LoadFailure:
@@ -30,7 +43,9 @@ class LoadFailure:
 def import_entrypoint_module(job_dir: Path, entrypoint_path: str) -> ModuleType:
     path = (job_dir / entrypoint_path).resolve()
     if not path.is_file():
-        raise EntrypointError(f"jobtype_extra.entrypoint_path: file {entrypoint_path!r} not found in {job_dir}")
+        raise EntrypointError(
+            f"jobtype_extra.entrypoint_path: file {entrypoint_path!r} not found in {job_dir}"
+        )
     root = str(job_dir.resolve())
     if root not in sys.path:
         sys.path.insert(0, root)
@@ -55,7 +70,9 @@ def find_entrypoint_class(module: ModuleType, class_name: str | None) -> type:
     candidates = [
         obj
         for obj in vars(module).values()
-        if inspect.isclass(obj) and obj.__module__ == module.__name__ and callable(getattr(obj, "perform", None))
+        if inspect.isclass(obj)
+        and obj.__module__ == module.__name__
+        and callable(getattr(obj, "perform", None))
     ]
     if not candidates:
         raise EntrypointError(f"no class with a perform() method in {module.__file__}")
@@ -78,11 +95,13 @@ def check_callable_signature(method: Any, label: str) -> None:
         if param.kind is inspect.Parameter.VAR_POSITIONAL:
             raise EntrypointError(
                 f"{label}: *{param.name} is not supported, arguments come from a JSON object by name; "
-                "use named parameters or **kwargs"
+                "use named parameters or **kwargs",
+                culprit=method,
             )
         if param.kind is inspect.Parameter.POSITIONAL_ONLY:
             raise EntrypointError(
-                f"{label}: positional-only parameter {param.name!r} cannot be passed by name from JSON"
+                f"{label}: positional-only parameter {param.name!r} cannot be passed by name from JSON",
+                culprit=method,
             )
 
 
@@ -90,7 +109,9 @@ def describe_failure(exc: BaseException, job_dir: Path) -> LoadFailure:
     tb: TracebackType | None = exc.__traceback__
     frames = traceback.extract_tb(tb)
     location = ""
-    if isinstance(exc, SyntaxError) and exc.filename:
+    if isinstance(exc, EntrypointError) and exc.location:
+        location = exc.location
+    elif isinstance(exc, SyntaxError) and exc.filename:
         location = f"{exc.filename}:{exc.lineno}"
     else:
         root = str(job_dir.resolve()) + os.sep

@@ -59,7 +59,7 @@ def _examples(instance: Any) -> dict[str, Any]:
         for path, example in (many() or {}).items():
             short = _short(str(path))
             if short.startswith(API_PREFIX + "/"):
-                short = short[len(API_PREFIX):]
+                short = short[len(API_PREFIX) :]
             examples[short] = example
     one = getattr(instance, "docs_input_example", None)
     if callable(one) and "/perform" not in examples:
@@ -73,7 +73,10 @@ def _callable_endpoint(path: str, short: str, method: Any, example: Any) -> Call
     label = f"{short} ({getattr(method, '__qualname__', method)})"
     check_callable_signature(method, label)
     return CallableEndpoint(
-        path=path, short_path=short, method=method, binder=ArgumentBinder(method, label),
+        path=path,
+        short_path=short,
+        method=method,
+        binder=ArgumentBinder(method, label),
         is_async=inspect.iscoroutinefunction(method),
         summary="Call the job" if short == "/perform" else f"Call auxiliary endpoint {short}",
         example=example,
@@ -90,8 +93,9 @@ def load(job_dir: Path, settings: JobSettings) -> LoadedJob:
 
     examples = _examples(instance)
     endpoints = {
-        API_PREFIX + "/perform": _callable_endpoint(API_PREFIX + "/perform", "/perform", instance.perform,
-                                                     examples.get("/perform")),
+        API_PREFIX + "/perform": _callable_endpoint(
+            API_PREFIX + "/perform", "/perform", instance.perform, examples.get("/perform")
+        ),
     }
     aux = getattr(instance, "auxiliary_endpoints", None)
     if callable(aux):
@@ -99,9 +103,11 @@ def load(job_dir: Path, settings: JobSettings) -> LoadedJob:
             short = _short(str(raw_path))
             path = API_PREFIX + short
             if path in RESERVED_PATHS or path == WEBVIEW_PATH or path.startswith(WEBVIEW_PATH + "/"):
-                raise EntrypointError(f"auxiliary_endpoints(): {short!r} collides with a built-in endpoint")
+                raise EntrypointError(
+                    f"auxiliary_endpoints(): {short!r} collides with a built-in endpoint", culprit=aux
+                )
             if not callable(method):
-                raise EntrypointError(f"auxiliary_endpoints()[{short!r}] is not callable")
+                raise EntrypointError(f"auxiliary_endpoints()[{short!r}] is not callable", culprit=aux)
             endpoints[path] = _callable_endpoint(path, short, method, examples.get(short))
             logger.info("auxiliary endpoint %s -> %s", path, getattr(method, "__qualname__", method))
 
@@ -112,11 +118,13 @@ def load(job_dir: Path, settings: JobSettings) -> LoadedJob:
         try:
             targets = static_files.declare(job_dir, dict(static() or {}))
         except ValueError as e:
-            raise EntrypointError(str(e)) from e
+            raise EntrypointError(str(e), culprit=static) from e
         for target in targets:
             path = API_PREFIX + target.path
             if path in endpoints or path in RESERVED_PATHS:
-                raise EntrypointError(f"static_endpoints(): {target.path!r} collides with another endpoint")
+                raise EntrypointError(
+                    f"static_endpoints(): {target.path!r} collides with another endpoint", culprit=static
+                )
             if target.is_dir:
                 job.static_dirs.append(StaticTarget(path, target.target, True, target.mimetype))
             else:

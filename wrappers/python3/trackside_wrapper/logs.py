@@ -79,7 +79,9 @@ def configure_logging() -> None:
     with_caller = env_flag("LOG_CALLER_NAME")
     handler = logging.StreamHandler(sys.stdout)
     handler.addFilter(_RequestContextFilter())
-    handler.setFormatter(JsonFormatter(with_caller) if env_flag("LOG_STRUCTURED") else PlainFormatter(with_caller))
+    handler.setFormatter(
+        JsonFormatter(with_caller) if env_flag("LOG_STRUCTURED") else PlainFormatter(with_caller)
+    )
     root = logging.getLogger()
     for old in list(root.handlers):
         root.removeHandler(old)

@@ -53,7 +53,9 @@ def _optional_int(section: dict[str, Any], key: str, where: str, minimum: int) -
     value = section.get(key)
     if value is None:
         return None
-    if isinstance(value, bool) or not (isinstance(value, int) or (isinstance(value, str) and value.isdigit())):
+    if isinstance(value, bool) or not (
+        isinstance(value, int) or (isinstance(value, str) and value.isdigit())
+    ):
         raise ManifestError(f"{where}.{key}: expected an integer >= {minimum}, got {value!r}")
     number = int(value)
     if number < minimum:

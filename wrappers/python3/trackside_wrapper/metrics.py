@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import math
 import re
@@ -89,33 +90,42 @@ class JobMetrics:
         from prometheus_client import GC_COLLECTOR, PLATFORM_COLLECTOR, PROCESS_COLLECTOR
 
         for collector in (PROCESS_COLLECTOR, PLATFORM_COLLECTOR, GC_COLLECTOR):
-            try:
+            with contextlib.suppress(ValueError):
                 self.registry.register(collector)
-            except ValueError:
-                pass
         self.requests = Counter(
-            "job_requests", "Job calls handled, by endpoint and status class (2XX, 4XX, 5XX)",
-            ["endpoint", "status"], registry=self.registry,
+            "job_requests",
+            "Job calls handled, by endpoint and status class (2XX, 4XX, 5XX)",
+            ["endpoint", "status"],
+            registry=self.registry,
         )
         self.duration = Histogram(
-            "job_request_duration_seconds", "Time from request to response of job calls, by endpoint",
-            ["endpoint"], registry=self.registry, buckets=BUCKETS,
+            "job_request_duration_seconds",
+            "Time from request to response of job calls, by endpoint",
+            ["endpoint"],
+            registry=self.registry,
+            buckets=BUCKETS,
         )
         self.rejected = Counter(
-            "job_rejected_requests", "Calls refused with 429 because the concurrency queue was full",
+            "job_rejected_requests",
+            "Calls refused with 429 because the concurrency queue was full",
             registry=self.registry,
         )
         gauge = Gauge("job_requests_in_flight", "Job calls being processed now", registry=self.registry)
         gauge.set_function(in_flight)
-        gauge = Gauge("job_requests_queued", "Job calls waiting for a concurrency slot",
-                      registry=self.registry)
+        gauge = Gauge(
+            "job_requests_queued", "Job calls waiting for a concurrency slot", registry=self.registry
+        )
         gauge.set_function(queued)
         self.last_call_timestamp = 0.0
-        gauge = Gauge("job_last_call_timestamp_seconds", "Unix time of the last job call (0: none yet)",
-                      registry=self.registry)
+        gauge = Gauge(
+            "job_last_call_timestamp_seconds",
+            "Unix time of the last job call (0: none yet)",
+            registry=self.registry,
+        )
         gauge.set_function(lambda: self.last_call_timestamp)
         self.init_duration = Gauge(
-            "job_init_duration_seconds", "Time taken to import the entrypoint and run its __init__",
+            "job_init_duration_seconds",
+            "Time taken to import the entrypoint and run its __init__",
             registry=self.registry,
         )
         self._request_children: dict[tuple[str, int], Any] = {}

@@ -47,8 +47,14 @@ def _return_schema(method: Any, components: dict[str, Any]) -> dict[str, Any]:
     return dict(schema)
 
 
-def build(title: str, version: str, server_prefix: str, endpoints: list[CallableEndpoint],
-          static_paths: list[str], has_webview: bool) -> dict[str, Any]:
+def build(
+    title: str,
+    version: str,
+    server_prefix: str,
+    endpoints: list[CallableEndpoint],
+    static_paths: list[str],
+    has_webview: bool,
+) -> dict[str, Any]:
     components: dict[str, Any] = {"Error": _ERROR_SCHEMA}
     paths: dict[str, Any] = {}
     for ep in endpoints:
@@ -69,8 +75,10 @@ def build(title: str, version: str, server_prefix: str, endpoints: list[Callable
                 "tags": ["API"],
                 "requestBody": {"required": True, "content": {"application/json": media}},
                 "responses": {
-                    "200": {"description": "Result",
-                            "content": {"application/json": {"schema": _return_schema(ep.method, components)}}},
+                    "200": {
+                        "description": "Result",
+                        "content": {"application/json": {"schema": _return_schema(ep.method, components)}},
+                    },
                     "400": _error_response("The job rejected the input (ValueError)"),
                     "422": _error_response("The body does not match the parameters"),
                     "429": _error_response("Too many requests waiting"),
@@ -78,36 +86,67 @@ def build(title: str, version: str, server_prefix: str, endpoints: list[Callable
                 },
             }
         }
-    paths["/api/v1/parameters"] = {"get": {
-        "summary": "Parameters of perform", "tags": ["API"], "operationId": "parameters",
-        "responses": {"200": {"description": "Name, type, default, required and description of each"}},
-    }}
+    paths["/api/v1/parameters"] = {
+        "get": {
+            "summary": "Parameters of perform",
+            "tags": ["API"],
+            "operationId": "parameters",
+            "responses": {"200": {"description": "Name, type, default, required and description of each"}},
+        }
+    }
     for p in static_paths:
-        paths[p] = {"get": {"summary": f"Static content: {p}", "tags": ["Static"],
-                            "operationId": "static" + p.replace("/", "_").replace("-", "_").replace(".", "_"),
-                            "responses": {"200": {"description": "File content"}}}}
+        paths[p] = {
+            "get": {
+                "summary": f"Static content: {p}",
+                "tags": ["Static"],
+                "operationId": "static" + p.replace("/", "_").replace("-", "_").replace(".", "_"),
+                "responses": {"200": {"description": "File content"}},
+            }
+        }
     if has_webview:
-        paths["/api/v1/webview/"] = {"get": {"summary": "The job's web UI", "tags": ["Webview"],
-                                             "operationId": "webview",
-                                             "responses": {"200": {"description": "HTML"}}}}
-    for p, summary in (("/live", "Liveness"), ("/ready", "Readiness"), ("/health", "Health"),
-                       ("/metrics", "Prometheus metrics")):
-        paths[p] = {"get": {"summary": summary, "tags": ["Status"], "operationId": p.strip("/"),
-                            "responses": {"200": {"description": summary}}}}
+        paths["/api/v1/webview/"] = {
+            "get": {
+                "summary": "The job's web UI",
+                "tags": ["Webview"],
+                "operationId": "webview",
+                "responses": {"200": {"description": "HTML"}},
+            }
+        }
+    for p, summary in (
+        ("/live", "Liveness"),
+        ("/ready", "Readiness"),
+        ("/health", "Health"),
+        ("/metrics", "Prometheus metrics"),
+    ):
+        paths[p] = {
+            "get": {
+                "summary": summary,
+                "tags": ["Status"],
+                "operationId": p.strip("/"),
+                "responses": {"200": {"description": summary}},
+            }
+        }
     return {
         "openapi": "3.1.0",
-        "info": {"title": title, "version": version,
-                 "description": "A Trackside job: a Python class served over HTTP."},
+        "info": {
+            "title": title,
+            "version": version,
+            "description": "A Trackside job: a Python class served over HTTP.",
+        },
         "servers": [{"url": server_prefix or "/"}],
         "paths": paths,
         "components": {
             "schemas": components,
-            "securitySchemes": {"RacetrackAuth": {"type": "apiKey", "in": "header", "name": "X-Racetrack-Auth"}},
+            "securitySchemes": {
+                "RacetrackAuth": {"type": "apiKey", "in": "header", "name": "X-Racetrack-Auth"}
+            },
         },
         "security": [{"RacetrackAuth": []}, {}],
     }
 
 
 def _error_response(description: str) -> dict[str, Any]:
-    return {"description": description,
-            "content": {"application/json": {"schema": {"$ref": REF_TEMPLATE.format(name="Error")}}}}
+    return {
+        "description": description,
+        "content": {"application/json": {"schema": {"$ref": REF_TEMPLATE.format(name="Error")}}},
+    }

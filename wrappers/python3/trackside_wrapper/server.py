@@ -5,6 +5,7 @@ from __future__ import annotations
 import logging
 import os
 from pathlib import Path
+from typing import Any
 
 from .app import JobApp, options_from_env
 from .entrypoint import describe_failure
@@ -36,23 +37,37 @@ def create_app_from_env() -> JobApp:
     return create_app(job_dir)
 
 
-def serve(job_dir: Path, host: str, port: int, reload: bool = False, max_body_size: int | None = None) -> None:
+def serve(
+    job_dir: Path, host: str, port: int, reload: bool = False, max_body_size: int | None = None
+) -> None:
     import uvicorn
 
     configure_logging()
     job_dir = job_dir.resolve()
     os.chdir(job_dir)
-    loop = "auto"
-    common = dict(host=host, port=port, loop=loop, http="httptools", access_log=False, log_config=None,
-                  server_header=False, timeout_graceful_shutdown=10, lifespan="on")
+    common: dict[str, Any] = dict(
+        host=host,
+        port=port,
+        loop="auto",
+        http="httptools",
+        access_log=False,
+        log_config=None,
+        server_header=False,
+        timeout_graceful_shutdown=10,
+        lifespan="on",
+    )
     if max_body_size:
         os.environ[MAX_BODY_ENV] = str(max_body_size)
     if reload:
         os.environ[JOB_DIR_ENV] = str(job_dir)
-        uvicorn.run("trackside_wrapper.server:create_app_from_env", factory=True, reload=True,
-                    reload_dirs=[str(job_dir)],
-                    reload_includes=["*.py", "*.yaml", "*.yml", "*.txt", "*.json", "*.html", "*.css", "*.js"],
-                    **common)  # type: ignore[arg-type]
+        uvicorn.run(
+            "trackside_wrapper.server:create_app_from_env",
+            factory=True,
+            reload=True,
+            reload_dirs=[str(job_dir)],
+            reload_includes=["*.py", "*.yaml", "*.yml", "*.txt", "*.json", "*.html", "*.css", "*.js"],
+            **common,
+        )
         return
     app = create_app(job_dir, max_body_size)
-    uvicorn.run(app, **common)  # type: ignore[arg-type]
+    uvicorn.run(app, **common)

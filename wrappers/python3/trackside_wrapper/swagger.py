@@ -3,8 +3,8 @@
 from __future__ import annotations
 
 import html
-import json
 import importlib.util
+import json
 import os
 from functools import cache
 
@@ -17,7 +17,9 @@ def assets_dir() -> str | None:
     if spec is None or not spec.submodule_search_locations:
         return None
     vendor = os.path.join(next(iter(spec.submodule_search_locations)), "vendor")
-    versions = sorted(d for d in os.listdir(vendor) if d.startswith("swagger-ui-")) if os.path.isdir(vendor) else []
+    versions = (
+        sorted(d for d in os.listdir(vendor) if d.startswith("swagger-ui-")) if os.path.isdir(vendor) else []
+    )
     return os.path.join(vendor, versions[-1]) if versions else None
 
 

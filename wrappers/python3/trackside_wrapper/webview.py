@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import inspect
-from typing import Any
+from typing import Any, cast
 
 from .asgi import ASGIApp
 
@@ -19,7 +19,7 @@ def as_asgi(app: Any, max_workers: int = 10) -> ASGIApp:
     if not callable(app):
         raise TypeError(f"webview_app() must return a WSGI or ASGI application, got {type(app).__name__}")
     if is_asgi(app):
-        return app  # type: ignore[no-any-return]
+        return cast(ASGIApp, app)
     from a2wsgi import WSGIMiddleware  # only jobs with a WSGI webview pay for it
 
-    return WSGIMiddleware(app, workers=max_workers)  # type: ignore[arg-type]
+    return cast(ASGIApp, WSGIMiddleware(app, workers=max_workers))
