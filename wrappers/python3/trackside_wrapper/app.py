@@ -26,7 +26,7 @@ from .asgi import Message, Receive, Scope, Send
 from .concurrency import ConcurrencyLimiter, QueueFull
 from .entrypoint import LoadFailure, describe_failure
 from .loaded_job import API_PREFIX, WEBVIEW_PATH, LoadedJob, load
-from .logs import access_logger, caller_name_var, env_flag, tracing_id_var
+from .logs import caller_name_var, env_flag, log_access, tracing_id_var
 from .manifest import JobSettings
 from .metrics import JobMetrics
 from .serialization import NotSerializableError, to_json
@@ -331,10 +331,9 @@ class JobApp:
     def _account(self, request: Request, endpoint: str, status: int, started: float) -> None:
         elapsed = time.perf_counter() - started
         self.metrics.observe_call(endpoint, status, elapsed)
-        if access_logger.isEnabledFor(logging.INFO):
-            access_logger.info(
-                '"%s %s" %d %.2f ms', request.scope["method"], request.scope["path"], status, elapsed * 1000
-            )
+        log_access(
+            '"%s %s" %d %.2f ms', request.scope["method"], request.scope["path"], status, elapsed * 1000
+        )
 
     async def _finish_error(
         self,
