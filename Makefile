@@ -21,8 +21,12 @@ $(VENV)/.synced: $(UV) pyproject.toml wrappers/python3/pyproject.toml
 	$(UV) sync --python $(PYTHON) --all-groups
 	touch $@
 
+PORT ?= 7000
 run: setup
-	$(BIN)/python -m trackside_wrapper run sample-jobs/adder --port $${PORT:-7000}
+	@echo "Serving sample-jobs/adder on http://127.0.0.1:$(PORT) (Ctrl-C stops it). Try:"
+	@echo "  curl -X POST http://127.0.0.1:$(PORT)/api/v1/perform -H 'Content-Type: application/json' -d '{\"numbers\": [40, 2]}'"
+	@echo "  Swagger UI: http://127.0.0.1:$(PORT)/docs    metrics: http://127.0.0.1:$(PORT)/metrics"
+	$(BIN)/python -m trackside_wrapper run sample-jobs/adder --port $(PORT)
 
 test: setup
 	$(BIN)/pytest $(PYTEST_ARGS)
