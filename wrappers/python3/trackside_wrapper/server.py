@@ -29,6 +29,24 @@ def create_app(job_dir: str | Path, max_body_size: int | None = None) -> JobApp:
     return JobApp(path, settings, options_from_env(max_body_size))
 
 
+def websockets_wanted(app: JobApp) -> bool:
+    """WebSocket support costs every job memory and start time, so only webview jobs get it.
+
+    Decided before the job is imported, from the entrypoint's text; TRACKSIDE_WEBSOCKETS=on|off
+    overrides the guess.
+    """
+    forced = os.environ.get("TRACKSIDE_WEBSOCKETS", "").strip().lower()
+    if forced in ("on", "true", "1", "off", "false", "0"):
+        return forced in ("on", "true", "1")
+    if app.settings is None:
+        return False
+    try:
+        source = (app.job_dir / app.settings.entrypoint_path).read_text(encoding="utf-8", errors="replace")
+    except OSError:
+        return False
+    return "webview_app" in source
+
+
 def create_app_from_env() -> JobApp:
     """uvicorn factory used with --reload: the worker process re-reads everything from the environment."""
     configure_logging()
@@ -58,6 +76,8 @@ def serve(
     )
     if max_body_size:
         os.environ[MAX_BODY_ENV] = str(max_body_size)
+    app = create_app(job_dir, max_body_size)
+    common["ws"] = "wsproto" if websockets_wanted(app) else "none"
     if reload:
         os.environ[JOB_DIR_ENV] = str(job_dir)
         uvicorn.run(
@@ -69,5 +89,4 @@ def serve(
             **common,
         )
         return
-    app = create_app(job_dir, max_body_size)
     uvicorn.run(app, **common)
