@@ -1,0 +1,1 @@
+"""One test module per sample job: the real wrapper serving the job, seen from outside."""
