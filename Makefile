@@ -28,8 +28,10 @@ run: setup
 	@echo "  Swagger UI: http://127.0.0.1:$(PORT)/docs    metrics: http://127.0.0.1:$(PORT)/metrics"
 	$(BIN)/python -m trackside_wrapper run sample-jobs/adder --port $(PORT)
 
+# the suite mostly waits on subprocesses, so a few workers beat the core count
+PYTEST_WORKERS ?= 3
 test: setup
-	$(BIN)/pytest $(PYTEST_ARGS)
+	$(BIN)/pytest -n $(PYTEST_WORKERS) $(PYTEST_ARGS)
 
 lint: setup
 	$(BIN)/ruff check .
