@@ -11,6 +11,7 @@ import time
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Protocol
 
 import httpx
 import pytest
@@ -109,8 +110,14 @@ def start_job(
     return job
 
 
+class JobRunner(Protocol):
+    def __call__(
+        self, job_dir: Path, env: dict[str, str] | None = None, args: tuple[str, ...] = (), wait: str = "ready"
+    ) -> RunningJob: ...
+
+
 @pytest.fixture
-def run_job(tmp_path: Path) -> Iterator[object]:
+def run_job(tmp_path: Path) -> Iterator[JobRunner]:
     """Factory fixture: `run_job(job_dir, env=..., args=..., wait=...)`; processes stop after the test."""
     started: list[RunningJob] = []
 

@@ -9,7 +9,7 @@ from pathlib import Path
 import httpx
 import pytest
 
-from tests.conftest import RunningJob, raw_http, start_job, write_job
+from tests.conftest import JobRunner, RunningJob, raw_http, start_job, write_job
 
 ENTRYPOINT = '''
 import dataclasses
@@ -273,7 +273,7 @@ def test_body_over_the_limit_gets_413_without_being_read(kitchen: RunningJob) ->
     assert b"exceeds the limit" in body
 
 
-def test_chunked_body_over_a_configured_limit_gets_413(tmp_path: Path, run_job) -> None:  # type: ignore[no-untyped-def]
+def test_chunked_body_over_a_configured_limit_gets_413(tmp_path: Path, run_job: JobRunner) -> None:
     job_dir = write_job(
         tmp_path / "small", "class J:\n    def perform(self, data: str = ''):\n        return len(data)\n"
     )
@@ -339,7 +339,7 @@ def test_root_redirects_to_the_home_page(kitchen: RunningJob) -> None:
     assert r.headers["location"] == "/docs"
 
 
-def test_home_page_from_manifest(tmp_path: Path, run_job) -> None:  # type: ignore[no-untyped-def]
+def test_home_page_from_manifest(tmp_path: Path, run_job: JobRunner) -> None:
     job_dir = write_job(
         tmp_path / "home",
         "class J:\n    def perform(self):\n        return 1\n",

@@ -10,7 +10,7 @@ from pathlib import Path
 
 import httpx
 
-from tests.conftest import RunningJob, write_job
+from tests.conftest import JobRunner, RunningJob, write_job
 
 COUNTING_JOB = """
 import asyncio
@@ -52,11 +52,11 @@ class Counting:
 """
 
 
-def _job(tmp_path: Path, run_job, limit: int, queue: int | None) -> RunningJob:  # type: ignore[no-untyped-def]
+def _job(tmp_path: Path, run_job: JobRunner, limit: int, queue: int | None) -> RunningJob:
     extra = f"  max_concurrency: {limit}\n" + (
         f"  max_concurrency_queue: {queue}\n" if queue is not None else ""
     )
-    return run_job(write_job(tmp_path / "counting", COUNTING_JOB, manifest_extra=extra))  # type: ignore[no-any-return]
+    return run_job(write_job(tmp_path / "counting", COUNTING_JOB, manifest_extra=extra))
 
 
 def _metric(job: RunningJob, name: str) -> float:
@@ -84,7 +84,7 @@ async def _burst(url: str, n: int, payload: dict) -> list[tuple[httpx.Response, 
         return await asyncio.gather(*(one() for _ in range(n)))
 
 
-def test_queue_full_gets_429_at_once(tmp_path: Path, run_job) -> None:  # type: ignore[no-untyped-def]
+def test_queue_full_gets_429_at_once(tmp_path: Path, run_job: JobRunner) -> None:
     job = _job(tmp_path, run_job, 1, 2)
     results = asyncio.run(_burst(job.url, 10, {"sleep": 0.6}))
     ok = [r for r, _ in results if r.status_code == 200]
@@ -102,7 +102,7 @@ def test_queue_full_gets_429_at_once(tmp_path: Path, run_job) -> None:  # type: 
     )
 
 
-def test_waiting_calls_run_in_arrival_order(tmp_path: Path, run_job) -> None:  # type: ignore[no-untyped-def]
+def test_waiting_calls_run_in_arrival_order(tmp_path: Path, run_job: JobRunner) -> None:
     job = _job(tmp_path, run_job, 1, 5)
 
     async def scenario() -> dict[str, int]:
@@ -119,7 +119,7 @@ def test_waiting_calls_run_in_arrival_order(tmp_path: Path, run_job) -> None:  #
     assert asyncio.run(scenario()) == {"A": 1, "B": 2, "C": 3, "D": 4, "E": 5}
 
 
-def test_rejection_happens_before_the_body_is_read(tmp_path: Path, run_job) -> None:  # type: ignore[no-untyped-def]
+def test_rejection_happens_before_the_body_is_read(tmp_path: Path, run_job: JobRunner) -> None:
     job = _job(tmp_path, run_job, 1, 0)
     port = int(job.url.rsplit(":", 1)[1])
 
@@ -142,7 +142,7 @@ def test_rejection_happens_before_the_body_is_read(tmp_path: Path, run_job) -> N
     assert b"retry-after: 1" in answer.lower()
 
 
-def test_health_and_metrics_do_not_wait_behind_user_work(tmp_path: Path, run_job) -> None:  # type: ignore[no-untyped-def]
+def test_health_and_metrics_do_not_wait_behind_user_work(tmp_path: Path, run_job: JobRunner) -> None:
     job = _job(tmp_path, run_job, 1, 3)
 
     async def scenario() -> list[float]:
@@ -171,7 +171,7 @@ def test_health_and_metrics_do_not_wait_behind_user_work(tmp_path: Path, run_job
     assert max(asyncio.run(scenario())) < 1.0
 
 
-def test_threads_are_capped_at_max_concurrency(tmp_path: Path, run_job) -> None:  # type: ignore[no-untyped-def]
+def test_threads_are_capped_at_max_concurrency(tmp_path: Path, run_job: JobRunner) -> None:
     job = _job(tmp_path, run_job, 3, None)
     results = asyncio.run(_burst(job.url, 12, {"sleep": 0.2}))
     assert all(r.status_code == 200 for r, _ in results)
@@ -179,7 +179,7 @@ def test_threads_are_capped_at_max_concurrency(tmp_path: Path, run_job) -> None:
     assert stats == {"peak": 3, "threads": 3}
 
 
-def test_async_methods_are_capped_too(tmp_path: Path, run_job) -> None:  # type: ignore[no-untyped-def]
+def test_async_methods_are_capped_too(tmp_path: Path, run_job: JobRunner) -> None:
     job = _job(tmp_path, run_job, 2, None)
 
     async def scenario() -> list[int]:
@@ -193,7 +193,7 @@ def test_async_methods_are_capped_too(tmp_path: Path, run_job) -> None:  # type:
     assert job.client.post("/api/v1/stats").json()["peak"] == 2
 
 
-def test_a_caller_leaving_the_queue_frees_its_place(tmp_path: Path, run_job) -> None:  # type: ignore[no-untyped-def]
+def test_a_caller_leaving_the_queue_frees_its_place(tmp_path: Path, run_job: JobRunner) -> None:
     job = _job(tmp_path, run_job, 1, 1)
     port = int(job.url.rsplit(":", 1)[1])
 

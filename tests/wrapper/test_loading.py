@@ -5,20 +5,20 @@ from __future__ import annotations
 import time
 from pathlib import Path
 
-from tests.conftest import write_job
+from tests.conftest import JobRunner, RunningJob, write_job
 
 
-def _live_error(job) -> dict:  # type: ignore[no-untyped-def]
+def _live_error(job: RunningJob) -> dict:
     deadline = time.monotonic() + 20
     while time.monotonic() < deadline:
         r = job.client.get("/live")
         if r.status_code == 500:
-            return r.json()  # type: ignore[no-any-return]
+            return r.json()
         time.sleep(0.05)
     raise AssertionError(f"/live never reported the failure:\n{job.logs()}")
 
 
-def test_init_runs_in_the_background(tmp_path: Path, run_job) -> None:  # type: ignore[no-untyped-def]
+def test_init_runs_in_the_background(tmp_path: Path, run_job: JobRunner) -> None:
     job_dir = write_job(
         tmp_path / "slow",
         """
@@ -44,7 +44,7 @@ class Slow:
     assert job.client.get("/health").json()["status"] == "pass"
 
 
-def test_init_failure_keeps_the_process_up_and_live_reports_it(tmp_path: Path, run_job) -> None:  # type: ignore[no-untyped-def]
+def test_init_failure_keeps_the_process_up_and_live_reports_it(tmp_path: Path, run_job: JobRunner) -> None:
     job_dir = write_job(
         tmp_path / "bad-init",
         """
@@ -74,7 +74,7 @@ class Broken:
     assert "Traceback" in job.logs()
 
 
-def test_import_failures_name_file_and_line(tmp_path: Path, run_job) -> None:  # type: ignore[no-untyped-def]
+def test_import_failures_name_file_and_line(tmp_path: Path, run_job: JobRunner) -> None:
     syntax = write_job(tmp_path / "syntax", "class J:\n    def perform(self)\n        return 1\n")
     missing = write_job(
         tmp_path / "missing",
@@ -88,7 +88,7 @@ def test_import_failures_name_file_and_line(tmp_path: Path, run_job) -> None:  #
     assert error["location"].endswith("entrypoint.py:1")
 
 
-def test_star_args_are_refused_before_init(tmp_path: Path, run_job) -> None:  # type: ignore[no-untyped-def]
+def test_star_args_are_refused_before_init(tmp_path: Path, run_job: JobRunner) -> None:
     job_dir = write_job(
         tmp_path / "args",
         """
@@ -106,7 +106,7 @@ class J:
     assert not (job_dir / "init-ran").exists()
 
 
-def test_class_discovery(tmp_path: Path, run_job) -> None:  # type: ignore[no-untyped-def]
+def test_class_discovery(tmp_path: Path, run_job: JobRunner) -> None:
     two = """
 class Helper:
     pass
@@ -132,7 +132,7 @@ class Second:
     assert "no class 'Third'" in _live_error(run_job(wrong, wait="live"))["error"]
 
 
-def test_job_runs_in_its_root_with_its_modules_importable(tmp_path: Path, run_job) -> None:  # type: ignore[no-untyped-def]
+def test_job_runs_in_its_root_with_its_modules_importable(tmp_path: Path, run_job: JobRunner) -> None:
     job_dir = write_job(
         tmp_path / "root",
         """
@@ -158,7 +158,7 @@ class J:
     }
 
 
-def test_manifest_from_environment_wins(tmp_path: Path, run_job) -> None:  # type: ignore[no-untyped-def]
+def test_manifest_from_environment_wins(tmp_path: Path, run_job: JobRunner) -> None:
     job_dir = write_job(
         tmp_path / "env",
         "class J:\n    def perform(self):\n        return 'file'\n",
@@ -170,7 +170,7 @@ def test_manifest_from_environment_wins(tmp_path: Path, run_job) -> None:  # typ
     assert job.client.get("/live").json()["job_version"] == "2.0.0"
 
 
-def test_bad_manifest_is_reported_by_live(tmp_path: Path, run_job) -> None:  # type: ignore[no-untyped-def]
+def test_bad_manifest_is_reported_by_live(tmp_path: Path, run_job: JobRunner) -> None:
     job_dir = write_job(
         tmp_path / "badmanifest",
         "class J:\n    def perform(self):\n        return 1\n",
@@ -186,7 +186,7 @@ def test_bad_manifest_is_reported_by_live(tmp_path: Path, run_job) -> None:  # t
     assert "job.yaml does not exist" in error["error"]
 
 
-def test_racetrack_legacy_python_section_is_read(tmp_path: Path, run_job) -> None:  # type: ignore[no-untyped-def]
+def test_racetrack_legacy_python_section_is_read(tmp_path: Path, run_job: JobRunner) -> None:
     job_dir = tmp_path / "legacy"
     job_dir.mkdir()
     (job_dir / "fatman_entrypoint.py").write_text(

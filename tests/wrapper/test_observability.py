@@ -10,7 +10,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.conftest import RunningJob, start_job, write_job
+from tests.conftest import JobRunner, RunningJob, start_job, write_job
 
 JOB = """
 import logging
@@ -98,7 +98,7 @@ def test_log_lines_carry_tracing_id_and_skip_probes(metered: RunningJob) -> None
     assert "GET /live" not in logs and "GET /metrics" not in logs and "GET /health" not in logs
 
 
-def test_structured_logs_with_caller_and_level(tmp_path: Path, run_job) -> None:  # type: ignore[no-untyped-def]
+def test_structured_logs_with_caller_and_level(tmp_path: Path, run_job: JobRunner) -> None:
     job_dir = write_job(tmp_path / "structured", JOB, name="structured")
     job = run_job(job_dir, env={"LOG_STRUCTURED": "true", "LOG_CALLER_NAME": "true", "LOG_LEVEL": "debug"})
     job.client.post(
@@ -124,7 +124,7 @@ def test_caller_is_left_out_unless_asked(metered: RunningJob) -> None:
     assert "secret-service" not in logs
 
 
-def test_warning_level_silences_access_log(tmp_path: Path, run_job) -> None:  # type: ignore[no-untyped-def]
+def test_warning_level_silences_access_log(tmp_path: Path, run_job: JobRunner) -> None:
     job = run_job(write_job(tmp_path / "quiet", JOB, name="quiet"), env={"LOG_LEVEL": "WARNING"})
     job.client.post("/api/v1/perform", json={"fail": True}, headers={"X-Request-Tracing-Id": "q-1"})
     logs = job.wait_for_log("asked to fail")

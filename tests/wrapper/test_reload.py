@@ -3,14 +3,15 @@
 from __future__ import annotations
 
 import time
+from collections.abc import Callable
 from pathlib import Path
 
 import httpx
 
-from tests.conftest import RunningJob, write_job
+from tests.conftest import JobRunner, RunningJob, write_job
 
 
-def _wait_for(job: RunningJob, check, timeout: float = 20) -> None:  # type: ignore[no-untyped-def]
+def _wait_for(job: RunningJob, check: Callable[[], bool], timeout: float = 20) -> None:
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
         try:
@@ -22,7 +23,7 @@ def _wait_for(job: RunningJob, check, timeout: float = 20) -> None:  # type: ign
     raise AssertionError(f"condition not met within {timeout}s:\n{job.logs()}")
 
 
-def test_reload_picks_up_code_changes_and_recovers_from_errors(tmp_path: Path, run_job) -> None:  # type: ignore[no-untyped-def]
+def test_reload_picks_up_code_changes_and_recovers_from_errors(tmp_path: Path, run_job: JobRunner) -> None:
     job_dir = write_job(tmp_path / "dev", "class J:\n    def perform(self):\n        return 'v1'\n")
     job = run_job(job_dir, args=("--reload",))
     assert job.client.post("/api/v1/perform").json() == "v1"

@@ -5,7 +5,7 @@ from __future__ import annotations
 import asyncio
 from pathlib import Path
 
-from tests.conftest import write_job
+from tests.conftest import JobRunner, write_job
 
 ENTRYPOINT = """
 from starlette.applications import Starlette
@@ -38,7 +38,7 @@ class WithUi:
 """
 
 
-def test_asgi_webview_http_and_websocket(tmp_path: Path, run_job) -> None:  # type: ignore[no-untyped-def]
+def test_asgi_webview_http_and_websocket(tmp_path: Path, run_job: JobRunner) -> None:
     job = run_job(write_job(tmp_path / "ui", ENTRYPOINT, name="ui", files={"static/app.css": "p {}"}))
     canonical = "/pub/job/ui/1.2.3/api/v1/webview"
 
