@@ -246,7 +246,7 @@ def test_empty_body_means_no_arguments(kitchen: RunningJob) -> None:
 def test_tracing_id_is_generated_returned_and_visible_to_the_job(kitchen: RunningJob) -> None:
     r = kitchen.client.post("/api/v1/tracing")
     generated = r.headers["x-request-tracing-id"]
-    assert uuid.UUID(generated) and r.json() == generated
+    assert uuid.UUID(generated).version == 4 and r.json() == generated
     r = kitchen.client.post("/api/v1/tracing", headers={"X-Request-Tracing-Id": "trace-me-123"})
     assert r.headers["x-request-tracing-id"] == "trace-me-123"
     assert r.json() == "trace-me-123"

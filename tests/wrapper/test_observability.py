@@ -104,7 +104,7 @@ def test_structured_logs_with_caller_and_level(tmp_path: Path, run_job: JobRunne
     job.client.post(
         "/api/v1/perform", json={}, headers={"X-Request-Tracing-Id": "json-1", "X-Caller-Name": "User alice"}
     )
-    job.wait_for_log("debug detail")
+    job.wait_for_log('"logger":"trackside.access"')
     entries = [json.loads(line) for line in job.logs().splitlines() if line.startswith("{")]
     mine = [e for e in entries if e.get("tracing_id") == "json-1"]
     assert {e["logger"] for e in mine} == {"metered", "trackside.access"}
@@ -129,3 +129,13 @@ def test_warning_level_silences_access_log(tmp_path: Path, run_job: JobRunner) -
     job.client.post("/api/v1/perform", json={"fail": True}, headers={"X-Request-Tracing-Id": "q-1"})
     logs = job.wait_for_log("asked to fail")
     assert "trackside.access" not in logs and "call number" not in logs
+
+
+def test_log_lines_are_not_lost_when_the_job_stops(tmp_path: Path, run_job: JobRunner) -> None:
+    job = run_job(write_job(tmp_path / "stopping", JOB, name="stopping"))
+    for i in range(50):
+        job.client.post("/api/v1/perform", json={}, headers={"X-Request-Tracing-Id": f"stop-{i}"})
+    job.stop()
+    logs = job.logs()
+    assert all(f'[stop-{i}] trackside.access: "POST /api/v1/perform" 200' in logs for i in range(50))
+    assert "Finished server process" in logs

@@ -14,7 +14,6 @@ import functools
 import logging
 import os
 import time
-import uuid
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
@@ -26,7 +25,15 @@ from .asgi import Message, Receive, Scope, Send
 from .concurrency import ConcurrencyLimiter, QueueFull
 from .entrypoint import LoadFailure, describe_failure
 from .loaded_job import API_PREFIX, WEBVIEW_PATH, LoadedJob, load
-from .logs import caller_name_var, env_flag, log_access, tracing_id_var
+from .logs import (
+    attach_to_loop,
+    caller_name_var,
+    detach_from_loop,
+    env_flag,
+    log_access,
+    new_tracing_id,
+    tracing_id_var,
+)
 from .manifest import JobSettings
 from .metrics import JobMetrics
 from .serialization import NotSerializableError, to_json
@@ -39,6 +46,7 @@ DEFAULT_THREADS = 40
 QUIET_PATHS = frozenset(("/live", "/ready", "/health", "/metrics"))
 
 INITIALISING, READY, FAILED = "initialising", "ready", "failed"
+_RETRY_AFTER = [(b"retry-after", b"1")]
 
 
 class BodyTooLarge(Exception):
@@ -76,6 +84,7 @@ class JobApp:
         self.executor = ThreadPoolExecutor(max_workers=cap or DEFAULT_THREADS, thread_name_prefix="job")
         self.metrics = JobMetrics(lambda: self.limiter.active, lambda: self.limiter.queued)
         self._openapi_cache: dict[str, bytes] = {}
+        self._rejection_body: bytes | None = None
         self._load_task: asyncio.Task[None] | None = None
         self.routes: dict[str, Any] = {
             "/live": self._live,
@@ -154,10 +163,12 @@ class JobApp:
         while True:
             message = await receive()
             if message["type"] == "lifespan.startup":
+                attach_to_loop(asyncio.get_running_loop())
                 self.start()
                 await send({"type": "lifespan.startup.complete"})
             elif message["type"] == "lifespan.shutdown":
                 await self.shutdown()
+                detach_from_loop()
                 await send({"type": "lifespan.shutdown.complete"})
                 return
 
@@ -188,7 +199,7 @@ class JobApp:
             elif key == b"x-caller-name":
                 caller = value.decode("latin-1")
         if not tracing_id:
-            tracing_id = str(uuid.uuid4())
+            tracing_id = new_tracing_id()
         tracing_id_var.set(tracing_id)
         if caller:
             caller_name_var.set(caller)
@@ -249,16 +260,14 @@ class JobApp:
         try:
             waiter = self.limiter.try_acquire()
         except QueueFull as e:
+            # the cheapest path in the wrapper: the refusal is encoded once and reused
             self.metrics.rejected.inc()
-            await self._finish_error(
-                request,
-                endpoint.path,
-                429,
-                str(e),
-                "TooManyRequests",
-                [(b"retry-after", b"1")],
-                started=started,
+            if self._rejection_body is None:
+                self._rejection_body = responses.encode(responses.error_body(str(e), "TooManyRequests"))
+            await responses.send_bytes(
+                request.send, 429, self._rejection_body, responses.JSON, request.tracing_id, _RETRY_AFTER
             )
+            self._account(request, endpoint.path, 429, started)
             return
         if waiter is not None:
             await self.limiter.wait(waiter)

@@ -2,12 +2,16 @@
 
 from __future__ import annotations
 
+import asyncio
+import atexit
 import logging
 import os
 import sys
+import threading
 import time
 from collections.abc import Callable
 from contextvars import ContextVar
+from random import getrandbits
 
 import msgspec
 
@@ -15,6 +19,77 @@ tracing_id_var: ContextVar[str] = ContextVar("tracing_id", default="")
 caller_name_var: ContextVar[str] = ContextVar("caller_name", default="")
 
 access_logger = logging.getLogger("trackside.access")
+
+_UUID4_BITS = 0x00000000000040008000000000000000  # version 4, RFC 4122 variant
+_UUID4_MASK = 0xFFFFFFFFFFFF0FFF3FFFFFFFFFFFFFFF
+
+
+def new_tracing_id() -> str:
+    """A random UUID4 string. Not from os.urandom: tracing ids need no secrecy, and urandom
+    releases the GIL, which makes the event loop queue behind the job's worker threads."""
+    h = f"{getrandbits(128) & _UUID4_MASK | _UUID4_BITS:032x}"
+    return f"{h[:8]}-{h[8:12]}-{h[12:16]}-{h[16:20]}-{h[20:]}"
+
+
+class LoopBatchingHandler(logging.StreamHandler):  # type: ignore[type-arg,unused-ignore]
+    """Lines logged on the event loop thread are written together at the end of the loop's
+    current iteration (one write for many calls under load, still immediate when idle);
+    lines from other threads are written at once, after anything pending."""
+
+    def __init__(self) -> None:
+        super().__init__(sys.stdout)
+        self._pending: list[str] = []
+        self._loop: asyncio.AbstractEventLoop | None = None
+        self._loop_thread = 0
+        atexit.register(self.flush_pending)
+
+    def attach(self, loop: asyncio.AbstractEventLoop) -> None:
+        self._loop = loop
+        self._loop_thread = threading.get_ident()
+
+    def detach(self) -> None:
+        self.flush_pending()
+        self._loop = None
+        self._loop_thread = 0
+
+    def emit(self, record: logging.LogRecord) -> None:
+        try:
+            line = self.format(record) + "\n"
+            if self._loop is not None and threading.get_ident() == self._loop_thread:
+                if not self._pending:
+                    self._loop.call_soon(self.flush_pending)
+                self._pending.append(line)
+                return
+            if self._pending:
+                line = "".join(self._pending) + line
+                self._pending.clear()
+            self.stream.write(line)
+            self.stream.flush()
+        except Exception:
+            self.handleError(record)
+
+    def flush_pending(self) -> None:
+        with self.lock:  # type: ignore[union-attr]
+            if self._pending:
+                data = "".join(self._pending)
+                self._pending.clear()
+                try:
+                    self.stream.write(data)
+                    self.stream.flush()
+                except (OSError, ValueError):
+                    pass
+
+
+def attach_to_loop(loop: asyncio.AbstractEventLoop) -> None:
+    for handler in logging.getLogger().handlers:
+        if isinstance(handler, LoopBatchingHandler):
+            handler.attach(loop)
+
+
+def detach_from_loop() -> None:
+    for handler in logging.getLogger().handlers:
+        if isinstance(handler, LoopBatchingHandler):
+            handler.detach()
 
 
 def env_flag(name: str, default: bool = False) -> bool:
@@ -104,7 +179,7 @@ class JsonFormatter(logging.Formatter):
 def configure_logging() -> None:
     """Root logging to stdout, per LOG_LEVEL, LOG_STRUCTURED and LOG_CALLER_NAME."""
     with_caller = env_flag("LOG_CALLER_NAME")
-    handler = logging.StreamHandler(sys.stdout)
+    handler = LoopBatchingHandler()
     handler.addFilter(_RequestContextFilter())
     handler.setFormatter(
         JsonFormatter(with_caller) if env_flag("LOG_STRUCTURED") else PlainFormatter(with_caller)

@@ -10,6 +10,7 @@ import msgspec
 from .asgi import Send
 
 JSON = b"application/json"
+encode = msgspec.json.encode
 _CHUNK = 256 * 1024
 
 
