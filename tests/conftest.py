@@ -112,7 +112,11 @@ def start_job(
 
 class JobRunner(Protocol):
     def __call__(
-        self, job_dir: Path, env: dict[str, str] | None = None, args: tuple[str, ...] = (), wait: str = "ready"
+        self,
+        job_dir: Path,
+        env: dict[str, str] | None = None,
+        args: tuple[str, ...] = (),
+        wait: str = "ready",
     ) -> RunningJob: ...
 
 
