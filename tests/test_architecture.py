@@ -1,0 +1,33 @@
+"""The import rules of DESIGN §1, checked on the source."""
+
+from __future__ import annotations
+
+import ast
+from pathlib import Path
+
+from tests.conftest import REPO
+
+PLATFORM = {"trackside", "lifecycle", "pub", "dashboard"}
+
+
+def _imported_packages(path: Path) -> set[str]:
+    tree = ast.parse(path.read_text(), filename=str(path))
+    found: set[str] = set()
+    for node in ast.walk(tree):
+        if isinstance(node, ast.Import):
+            found.update(alias.name.split(".")[0] for alias in node.names)
+        elif isinstance(node, ast.ImportFrom) and node.level == 0 and node.module:
+            found.add(node.module.split(".")[0])
+    return found
+
+
+def test_the_wrapper_imports_nothing_of_the_platform() -> None:
+    files = sorted((REPO / "wrappers" / "python3" / "trackside_wrapper").rglob("*.py"))
+    assert files
+    offenders = {str(f.relative_to(REPO)): sorted(_imported_packages(f) & PLATFORM) for f in files}
+    assert {f: p for f, p in offenders.items() if p} == {}
+
+
+def test_sample_jobs_import_only_the_wrapper_of_trackside() -> None:
+    for path in sorted((REPO / "sample-jobs").rglob("*.py")):
+        assert not _imported_packages(path) & PLATFORM, path
