@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import time
 from pathlib import Path
 
@@ -22,6 +23,7 @@ def test_init_runs_in_the_background(tmp_path: Path, run_job: JobRunner) -> None
     job_dir = write_job(
         tmp_path / "slow",
         """
+import os
 import time
 class Slow:
     def __init__(self):
@@ -212,3 +214,28 @@ def test_cli_rejects_a_missing_directory(tmp_path: Path) -> None:
     )
     assert r.returncode == 2
     assert "is not a directory" in r.stderr
+
+
+def test_body_limit_settings_are_checked(tmp_path: Path, run_job: JobRunner) -> None:
+    import subprocess
+    import sys
+
+    job_dir = write_job(
+        tmp_path / "limit", "class J:\n    def perform(self, data: str = ''):\n        return len(data)\n"
+    )
+    cmd = [sys.executable, "-m", "trackside_wrapper", "run", str(job_dir), "--port", "9"]
+    bad_flag = subprocess.run([*cmd, "--max-body-size", "lots"], capture_output=True, text=True, timeout=30)
+    assert bad_flag.returncode == 2 and "not a size: 'lots'" in bad_flag.stderr
+    bad_env = subprocess.run(
+        cmd,
+        capture_output=True,
+        text=True,
+        timeout=30,
+        env={**os.environ, "TRACKSIDE_MAX_BODY_SIZE": "16 pages"},
+    )
+    assert bad_env.returncode == 2
+    assert "TRACKSIDE_MAX_BODY_SIZE: not a size: '16 pages'" in bad_env.stderr
+
+    job = run_job(job_dir, env={"TRACKSIDE_MAX_BODY_SIZE": "2k"})
+    assert job.client.post("/api/v1/perform", json={"data": "x" * 1500}).json() == 1500
+    assert job.client.post("/api/v1/perform", json={"data": "x" * 2100}).status_code == 413

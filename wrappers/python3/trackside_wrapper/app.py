@@ -22,6 +22,7 @@ from typing import Any
 from . import openapi, responses, static_files, swagger
 from .arguments import InvalidArguments, MalformedJSON
 from .asgi import Message, Receive, Scope, Send
+from .body_limit import DEFAULT_MAX_BODY, max_body_from_env
 from .concurrency import ConcurrencyLimiter, QueueFull
 from .entrypoint import LoadFailure, describe_failure
 from .loaded_job import API_PREFIX, WEBVIEW_PATH, LoadedJob, load
@@ -40,7 +41,6 @@ from .serialization import NotSerializableError, to_json
 
 logger = logging.getLogger("trackside.wrapper")
 
-DEFAULT_MAX_BODY = 16 * 1024 * 1024
 DEFAULT_THREADS = 40
 # Not counted as job traffic and never access-logged (probes and scrapes).
 QUIET_PATHS = frozenset(("/live", "/ready", "/health", "/metrics"))
@@ -667,7 +667,7 @@ def _is_file(path: str) -> bool:
 def options_from_env(max_body_size: int | None = None) -> AppOptions:
     timestamp = os.environ.get("JOB_DEPLOYMENT_TIMESTAMP", "")
     return AppOptions(
-        max_body_size=max_body_size or int(os.environ.get("TRACKSIDE_MAX_BODY_SIZE", DEFAULT_MAX_BODY)),
+        max_body_size=max_body_size or max_body_from_env(),
         deployment_timestamp=int(timestamp) if timestamp.isdigit() else 0,
         log_caller=env_flag("LOG_CALLER_NAME"),
     )

@@ -7,17 +7,14 @@ import sys
 from pathlib import Path
 
 from . import __version__
+from .body_limit import parse_size
 
 
 def _size(text: str) -> int:
-    units = {"k": 1024, "m": 1024**2, "g": 1024**3}
-    t = text.strip().lower().removesuffix("ib").removesuffix("b")
     try:
-        if t and t[-1] in units:
-            return int(float(t[:-1]) * units[t[-1]])
-        return int(t)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"not a size: {text!r} (examples: 1048576, 512k, 16M)") from None
+        return parse_size(text)
+    except ValueError as e:
+        raise argparse.ArgumentTypeError(str(e)) from None
 
 
 def main(argv: list[str] | None = None) -> None:
@@ -46,7 +43,10 @@ def main(argv: list[str] | None = None) -> None:
         parser.error(f"JOB_DIR {str(args.job_dir)!r} is not a directory")
     from .server import serve
 
-    serve(args.job_dir, args.host, args.port, reload=args.reload, max_body_size=args.max_body_size)
+    try:
+        serve(args.job_dir, args.host, args.port, reload=args.reload, max_body_size=args.max_body_size)
+    except ValueError as e:  # a bad setting in the environment, found before serving
+        parser.exit(2, f"error: {e}\n")
 
 
 if __name__ == "__main__":

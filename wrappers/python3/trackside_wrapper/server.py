@@ -7,6 +7,7 @@ import os
 from pathlib import Path
 from typing import Any
 
+from . import body_limit
 from .app import JobApp, options_from_env
 from .entrypoint import describe_failure
 from .logs import configure_logging
@@ -15,7 +16,6 @@ from .manifest import ManifestError, job_settings, load_manifest_dict
 logger = logging.getLogger("trackside.wrapper")
 
 JOB_DIR_ENV = "TRACKSIDE_WRAPPER_JOB_DIR"
-MAX_BODY_ENV = "TRACKSIDE_MAX_BODY_SIZE"
 
 
 def create_app(job_dir: str | Path, max_body_size: int | None = None) -> JobApp:
@@ -75,7 +75,7 @@ def serve(
         lifespan="on",
     )
     if max_body_size:
-        os.environ[MAX_BODY_ENV] = str(max_body_size)
+        os.environ[body_limit.ENV_VAR] = str(max_body_size)
     app = create_app(job_dir, max_body_size)
     common["ws"] = "wsproto" if websockets_wanted(app) else "none"
     if reload:
