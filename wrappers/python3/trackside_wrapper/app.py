@@ -523,6 +523,13 @@ class JobApp:
                     break
             if target is None:
                 return False
+        await self._serve_file(request, endpoint, file_path, target.mimetype)
+        return True
+
+    async def _serve_file(
+        self, request: Request, endpoint: str, file_path: str | None, mimetype: str | None = None
+    ) -> None:
+        """GET/HEAD of a file already resolved inside its allowed folder (None: not there)."""
         method = request.scope["method"]
         if method not in ("GET", "HEAD"):
             await self._finish_error(
@@ -533,19 +540,21 @@ class JobApp:
                 "MethodNotAllowed",
                 [(b"allow", b"GET, HEAD")],
             )
-            return True
+            return
         if file_path is None or not _is_file(file_path):
             await self._finish_error(
                 request, endpoint, 404, f"not found: {request.scope['path']}", "NotFound"
             )
-            return True
+            return
         started = time.perf_counter()
-        mimetype = target.mimetype or static_files.guess_mimetype(file_path)
         await responses.send_file(
-            request.send, file_path, mimetype, request.tracing_id, head=method == "HEAD"
+            request.send,
+            file_path,
+            mimetype or static_files.guess_mimetype(file_path),
+            request.tracing_id,
+            head=method == "HEAD",
         )
         self._account(request, endpoint, 200, started)
-        return True
 
     async def _webview(self, request: Request, job: LoadedJob) -> None:
         path = request.path
@@ -553,32 +562,10 @@ class JobApp:
             (p for p in (WEBVIEW_PATH + "/static/", "/webview/static/") if path.startswith(p)), None
         )
         if static_prefix is not None and job.webview_static_dir is not None:
-            method = request.scope["method"]
-            if method not in ("GET", "HEAD"):
-                await self._finish_error(
-                    request,
-                    WEBVIEW_PATH,
-                    405,
-                    f"method {method} not allowed, use GET",
-                    "MethodNotAllowed",
-                    [(b"allow", b"GET, HEAD")],
-                )
-                return
             file_path = static_files.resolve_in_directory(
                 job.webview_static_dir, str(self.job_dir.resolve()), path[len(static_prefix) :]
             )
-            if file_path is None:
-                await self._finish_error(
-                    request, WEBVIEW_PATH, 404, f"not found: {request.scope['path']}", "NotFound"
-                )
-                return
-            await responses.send_file(
-                request.send,
-                file_path,
-                static_files.guess_mimetype(file_path),
-                request.tracing_id,
-                head=request.scope["method"] == "HEAD",
-            )
+            await self._serve_file(request, WEBVIEW_PATH, file_path)
             return
         if path == WEBVIEW_PATH:
             query = request.scope.get("query_string", b"").decode("latin-1")
