@@ -16,6 +16,8 @@ from typing import Protocol
 import httpx
 import pytest
 
+pytest_plugins = ("tests.gitservers",)
+
 REPO = Path(__file__).resolve().parent.parent
 SAMPLE_JOBS = REPO / "sample-jobs"
 IN_CI = os.environ.get("CI", "").lower() == "true"

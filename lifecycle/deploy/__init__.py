@@ -1,0 +1,1 @@
+"""Deploying a job: fetching its source, building its environment, running it."""
