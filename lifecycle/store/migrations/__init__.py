@@ -1,0 +1,1 @@
+"""Alembic migration scripts of the lifecycle store (run through lifecycle.store.migration)."""
