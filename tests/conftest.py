@@ -16,7 +16,7 @@ from typing import Protocol
 import httpx
 import pytest
 
-pytest_plugins = ("tests.gitservers",)
+pytest_plugins = ("tests.gitservers", "tests.db")
 
 REPO = Path(__file__).resolve().parent.parent
 SAMPLE_JOBS = REPO / "sample-jobs"

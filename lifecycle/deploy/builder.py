@@ -47,3 +47,7 @@ class Builder(Protocol):
     def release(self, result: BuildResult) -> None:
         """Drop the code copy of `result`; prune environments nothing uses any more."""
         ...
+
+    def restore(self, environment_id: str, code_dir: Path) -> BuildResult | None:
+        """A build made earlier (to restart its version), None when its files are gone."""
+        ...

@@ -158,6 +158,15 @@ class VenvBuilder:
             environment_id=fingerprint, python=env_dir / "bin" / "python", code_dir=code_dir, cached=cached
         )
 
+    def restore(self, environment_id: str, code_dir: Path) -> BuildResult | None:
+        """The build of a version deployed earlier (for restarts), None when its files are gone."""
+        if not FINGERPRINT_RE.fullmatch(environment_id):
+            return None
+        python = self.cache_dir / environment_id / "venv" / "bin" / "python"
+        if not python.exists() or not code_dir.is_dir():
+            return None
+        return BuildResult(environment_id=environment_id, python=python, code_dir=code_dir, cached=True)
+
     def release(self, result: BuildResult) -> None:
         self._remove_code(result.code_dir)
         fingerprint = result.environment_id

@@ -30,7 +30,10 @@ class Database:
     """Owns an engine. `session()` is a unit of work: committed on success, rolled back on error.
 
     Objects loaded in a session stay readable after it ends (expire_on_commit=False); JSON columns
-    are not change-tracked in place, so assign a new list/dict to change one.
+    are not change-tracked in place, so assign a new list/dict to change one. On SQLite the
+    transaction begins at a unit's first write (pysqlite's default, which lets writers wait on
+    each other through the busy timeout); reads before it see the latest commits, as under
+    PostgreSQL's READ COMMITTED. pysqlite breaks SAVEPOINTs: don't use `session.begin_nested()`.
     """
 
     def __init__(self, url: str | URL, *, migrate: bool = True, echo: bool = False) -> None:

@@ -34,7 +34,8 @@ def alembic_config(connection: Connection | None = None) -> Config:
 
 def head_revision() -> str:
     head = ScriptDirectory.from_config(alembic_config()).get_current_head()
-    assert head is not None, "no migrations found"
+    if head is None:
+        raise RuntimeError(f"no migrations in {MIGRATIONS_DIR}")
     return head
 
 
@@ -70,5 +71,10 @@ def make_revision(engine: Engine, message: str) -> None:
 
 
 def _lock(connection: Connection) -> None:
+    """Serialise concurrent upgrades (two processes starting on a fresh database) and keep each atomic."""
     if connection.dialect.name == "postgresql":
         connection.execute(text("SELECT pg_advisory_xact_lock(:id)"), {"id": _ADVISORY_LOCK_ID})
+    elif connection.dialect.name == "sqlite":
+        # pysqlite opens no transaction for DDL: an explicit one makes the migration all-or-nothing,
+        # and IMMEDIATE takes the write lock first, so a second process waits (busy timeout) for it
+        connection.exec_driver_sql("BEGIN IMMEDIATE")

@@ -1,0 +1,116 @@
+"""POST /deploy and GET /deploy/{id}: Racetrack's deploy contract."""
+
+from __future__ import annotations
+
+from datetime import datetime
+from typing import Any
+
+from fastapi import APIRouter, Request
+from pydantic import BaseModel, Field
+
+from lifecycle.deployments import DeployRejected, DeployRequest
+from lifecycle.store import deployments as deployment_store
+from lifecycle.store import jobs as job_store
+from lifecycle.store.models import Deployment, Scope
+
+from .dependencies import CurrentSubject, control_plane, require
+from .errors import APIError, NotFound
+from .jobs import job_dto
+
+router = APIRouter(tags=["deploy"])
+
+
+class GitCredentialsBody(BaseModel):
+    username: str
+    password: str = Field(repr=False)
+
+
+class SecretVarsBody(BaseModel):
+    build_env: dict[str, str] = Field(default_factory=dict, repr=False)
+    runtime_env: dict[str, str] = Field(default_factory=dict, repr=False)
+
+
+class DeployBody(BaseModel):
+    manifest: dict[str, Any]
+    git_credentials: GitCredentialsBody | None = None
+    secret_vars: SecretVarsBody | None = None
+    build_context: str | None = Field(default=None, repr=False)
+    force: bool = False
+    build_flags: list[str] = Field(default_factory=list)
+
+
+class _Rejected(APIError):
+    def __init__(self, e: DeployRejected) -> None:
+        super().__init__(str(e))
+        self.status = e.status
+        self.type = {400: "InvalidManifest", 403: "Forbidden", 409: "Conflict"}.get(e.status, "BadRequest")
+
+
+@router.post("/deploy", status_code=202)
+def deploy(body: DeployBody, request: Request, subject: CurrentSubject) -> dict[str, Any]:
+    secrets = body.secret_vars or SecretVarsBody()
+    deploy_request = DeployRequest(
+        manifest=body.manifest,
+        git_credentials=body.git_credentials.model_dump() if body.git_credentials else None,
+        build_env_secrets=secrets.build_env,
+        runtime_env_secrets=secrets.runtime_env,
+        build_context=body.build_context,
+        force=body.force,
+        no_cache="--no-cache" in body.build_flags or "no-cache" in body.build_flags,
+    )
+    try:
+        deployment_id = control_plane(request).deployments.submit(deploy_request, subject)
+    except DeployRejected as e:
+        raise _Rejected(e) from None
+    return {"id": deployment_id, "status": "in_progress"}
+
+
+def _time(value: datetime | None) -> float | None:
+    return value.timestamp() if value else None
+
+
+def deployment_dto(deployment: Deployment, job: dict[str, Any] | None) -> dict[str, Any]:
+    return {
+        "id": deployment.id,
+        "status": deployment.status.value,
+        "phase": deployment.phase,
+        "phases": deployment.phases,
+        "error": deployment.error,
+        "warnings": "\n".join(deployment.warnings) if deployment.warnings else None,
+        "job_name": deployment.job_name,
+        "job_version": deployment.job_version,
+        "deployed_by": deployment.deployed_by,
+        "create_time": _time(deployment.created_at),
+        "update_time": _time(deployment.updated_at),
+        "finish_time": _time(deployment.finished_at),
+        "job": job,
+    }
+
+
+@router.get("/deploy/{deployment_id}")
+def deployment_status(deployment_id: str, request: Request, subject: CurrentSubject) -> dict[str, Any]:
+    plane = control_plane(request)
+    with plane.db.session() as session:
+        deployment = deployment_store.get_deployment(session, deployment_id)
+        if deployment is None:
+            raise NotFound(f"deployment {deployment_id} not found")
+        require(request, subject, Scope.READ_JOB, family=deployment.job_name)
+        job = job_store.get_job(session, deployment.job_name, deployment.job_version)
+        job_body = (
+            job_dto(job, plane.pub_url) if job is not None and deployment.status.value == "done" else None
+        )
+        return deployment_dto(deployment, job_body)
+
+
+@router.get("/deploy")
+def list_deployments(
+    request: Request,
+    subject: CurrentSubject,
+    job_name: str | None = None,
+    limit: int = 100,
+) -> list[dict[str, Any]]:
+    require(request, subject, Scope.READ_JOB, family=job_name)
+    with control_plane(request).db.session() as session:
+        return [
+            deployment_dto(d, None) for d in deployment_store.list_deployments(session, job_name, limit=limit)
+        ]

@@ -1,0 +1,337 @@
+"""Deploy requests: validated and authorised up front, then run by the pipeline in the background.
+
+Nothing is stored for a request that is invalid or not allowed. A deployment's progress (phase,
+build log, warnings, error) is written to the store as it happens, so any lifecycle process, or
+the same one after a restart, can report it.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from lifecycle.auth import permissions
+from lifecycle.auth.subjects import Subject
+from lifecycle.deploy.builder import BuildResult
+from lifecycle.deploy.pipeline import STARTING, DeployFailed, DeploySpec, Pipeline
+from lifecycle.deploy.runner import Runner, RunSpec
+from lifecycle.deploy.source import GitCredentials
+from lifecycle.secrets import SecretBox
+from lifecycle.store import deployments as deployment_store
+from lifecycle.store import jobs as job_store
+from lifecycle.store import secret_records
+from lifecycle.store.audit import record_event
+from lifecycle.store.database import Database
+from lifecycle.store.models import DeploymentStatus, JobStatus, Scope, SecretKind
+from trackside.manifest import Manifest, ManifestError, manifest_to_dict, manifest_to_yaml, parse_manifest
+
+logger = logging.getLogger("trackside.lifecycle.deployments")
+
+
+class DeployRejected(Exception):
+    """The request cannot be accepted; `status` is the HTTP status to answer with."""
+
+    def __init__(self, status: int, message: str, errors: list[dict[str, Any]] | None = None) -> None:
+        super().__init__(message)
+        self.status = status
+        self.errors = errors or []
+
+
+@dataclass
+class DeployRequest:
+    manifest: dict[str, Any]
+    git_credentials: dict[str, str] | None = None
+    build_env_secrets: dict[str, str] = field(default_factory=dict)
+    runtime_env_secrets: dict[str, str] = field(default_factory=dict)
+    build_context: str | None = None
+    force: bool = False
+    no_cache: bool = False
+
+
+class _StoreReporter:
+    """The pipeline's progress, written to the deployment's row as it happens."""
+
+    def __init__(
+        self, service: DeploymentService, deployment_id: str, manifest: Manifest, actor: str
+    ) -> None:
+        self.service = service
+        self.deployment_id = deployment_id
+        self.manifest = manifest
+        self.actor = actor
+
+    def phase(self, name: str) -> None:
+        with self.service.db.session() as session:
+            deployment_store.start_phase(session, self.deployment_id, name)
+            if name == STARTING:
+                self.service._register_starting_job(session, self.manifest, self.deployment_id, self.actor)
+
+    def log(self, line: str) -> None:
+        with self.service.db.session() as session:
+            deployment_store.append_build_log(session, self.deployment_id, line.rstrip("\n") + "\n")
+
+    def warn(self, message: str) -> None:
+        with self.service.db.session() as session:
+            deployment_store.add_warning(session, self.deployment_id, message)
+
+
+class DeploymentService:
+    def __init__(
+        self,
+        db: Database,
+        pipeline: Pipeline,
+        runner: Runner,
+        secrets: SecretBox,
+        pub_url: str,
+        workers: int = 2,
+    ) -> None:
+        self.db = db
+        self.pipeline = pipeline
+        self.runner = runner
+        self.secrets = secrets
+        self.pub_url = pub_url.rstrip("/")
+        self._executor = ThreadPoolExecutor(max_workers=workers, thread_name_prefix="deploy")
+        self._lock = threading.Lock()
+        self._active: set[tuple[str, str]] = set()
+
+    # ---- accepting a request ---------------------------------------------------------------
+
+    def submit(self, request: DeployRequest, subject: Subject) -> str:
+        try:
+            manifest = parse_manifest(request.manifest)
+        except ManifestError as e:
+            errors = [{"field": err.path, "message": err.message} for err in e.errors]
+            raise DeployRejected(400, str(e), errors) from None
+        if manifest.jobtype_name != "python3":
+            raise DeployRejected(400, f"jobtype: unknown job type {manifest.jobtype!r}; supported: python3")
+        if (
+            request.build_context is None
+            and manifest.git.remote.startswith("file://")
+            and not self.pipeline.settings.allow_file_remotes
+        ):
+            raise DeployRejected(400, "git.remote: file:// remotes are not allowed by this lifecycle")
+        self._authorise(subject, manifest)
+        key = (manifest.name, manifest.version)
+        with self._lock:
+            if key in self._active:
+                raise DeployRejected(
+                    409,
+                    f"job {manifest.name} {manifest.version} is being deployed right now; wait for it to finish",
+                )
+            with self.db.session() as session:
+                existing = job_store.get_job(session, manifest.name, manifest.version)
+                if existing is not None and not request.force:
+                    raise DeployRejected(
+                        409,
+                        f"job {manifest.name} {manifest.version} already exists; deploy with force to replace it",
+                    )
+                deployment = deployment_store.create_deployment(
+                    session,
+                    job_name=manifest.name,
+                    job_version=manifest.version,
+                    manifest_yaml=manifest_to_yaml(manifest),
+                    deployed_by=subject.description,
+                    force=request.force,
+                )
+                deployment_id = deployment.id
+                for kind, values in (
+                    (SecretKind.BUILD_ENV, request.build_env_secrets),
+                    (SecretKind.RUNTIME_ENV, request.runtime_env_secrets),
+                    (SecretKind.GIT_CREDENTIALS, request.git_credentials or {}),
+                ):
+                    if values:
+                        secret_records.save_secrets(
+                            session, self.secrets, kind, dict(values), deployment_id=deployment_id
+                        )
+                for warning in manifest.warnings:
+                    deployment_store.add_warning(session, deployment_id, warning)
+                record_event(
+                    session,
+                    actor=subject.description,
+                    action="deploy",
+                    target=f"{manifest.name} {manifest.version}",
+                    details={"deployment": deployment_id},
+                )
+            self._active.add(key)
+        self._executor.submit(self._run, deployment_id, manifest, request, subject)
+        return deployment_id
+
+    def _authorise(self, subject: Subject, manifest: Manifest) -> None:
+        with self.db.session() as session:
+            family_exists = job_store.get_family(session, manifest.name) is not None
+            scope = Scope.DEPLOY_JOB if family_exists else Scope.DEPLOY_NEW_FAMILY
+            if not permissions.check_in(
+                session, subject, scope, family=manifest.name, version=manifest.version
+            ):
+                raise DeployRejected(
+                    403,
+                    permissions.denial_reason(subject, scope, family=manifest.name, version=manifest.version),
+                )
+
+    # ---- running it ------------------------------------------------------------------------
+
+    def _run(self, deployment_id: str, manifest: Manifest, request: DeployRequest, subject: Subject) -> None:
+        key = (manifest.name, manifest.version)
+        actor = subject.description
+        try:
+            spec = self._spec(deployment_id, manifest, request)
+            reporter = _StoreReporter(self, deployment_id, manifest, actor)
+            try:
+                outcome = self.pipeline.run(spec, reporter)
+            except DeployFailed as e:
+                self._failed(deployment_id, manifest, str(e))
+                return
+            self._succeeded(deployment_id, manifest, outcome.build, outcome.deployment_timestamp, subject)
+        except Exception as e:  # a bug must still end the deployment, never leave it in progress
+            logger.exception("deployment %s crashed", deployment_id)
+            self._failed(deployment_id, manifest, f"internal error: {e.__class__.__name__}: {e}")
+        finally:
+            with self._lock:
+                self._active.discard(key)
+
+    def _spec(self, deployment_id: str, manifest: Manifest, request: DeployRequest) -> DeploySpec:
+        extra = manifest.python3
+        credentials = None
+        if request.git_credentials:
+            credentials = GitCredentials(
+                request.git_credentials.get("username", ""), request.git_credentials.get("password", "")
+            )
+        return DeploySpec(
+            deployment_id=deployment_id,
+            job_name=manifest.name,
+            job_version=manifest.version,
+            manifest_yaml=manifest_to_yaml(manifest),
+            git_remote=manifest.git.remote,
+            git_branch=manifest.git.branch,
+            git_directory=None if manifest.git.directory in ("", ".") else manifest.git.directory,
+            build_context=request.build_context,
+            git_credentials=credentials,
+            requirements_path=extra.requirements_path if extra else None,
+            python_version=extra.python_version if extra else None,
+            check_requirements=bool(extra.check_requirements) if extra else False,
+            build_env={**manifest.build_env, **request.build_env_secrets},
+            runtime_env=self.runtime_env(manifest, request.runtime_env_secrets),
+            replicas=manifest.replicas,
+            no_cache=request.no_cache,
+        )
+
+    def runtime_env(self, manifest: Manifest, secrets: dict[str, str]) -> dict[str, str]:
+        return {**manifest.runtime_env, **secrets, "PUB_URL": self.pub_url}
+
+    def _register_starting_job(
+        self, session: Any, manifest: Manifest, deployment_id: str, actor: str
+    ) -> None:
+        if job_store.get_job(session, manifest.name, manifest.version) is not None:
+            return  # a redeploy: the serving version keeps its row and status until the swap
+        job_store.create_job(
+            session,
+            name=manifest.name,
+            version=manifest.version,
+            manifest_yaml=manifest_to_yaml(manifest),
+            manifest=manifest_to_dict(manifest),
+            owner_email=manifest.owner_email,
+            deployed_by=actor,
+            deployment_id=deployment_id,
+            status=JobStatus.STARTING,
+            replicas=manifest.replicas,
+            labels=dict(manifest.labels),
+            infrastructure_target=manifest.infrastructure_target,
+        )
+
+    def _succeeded(
+        self, deployment_id: str, manifest: Manifest, build: BuildResult, timestamp: int, subject: Subject
+    ) -> None:
+        previous: BuildResult | None = None
+        actor = subject.description
+        with self.db.session() as session:
+            # Racetrack's default: whoever deploys a family may delete its versions
+            permissions.grant_family_owner(session, subject, manifest.name, actor=actor)
+            job = job_store.require_job(session, manifest.name, manifest.version)
+            if job.code_dir and job.environment_id and job.code_dir != str(build.code_dir):
+                previous = self.pipeline.builder.restore(job.environment_id, Path(job.code_dir))
+            job.status = JobStatus.RUNNING
+            job.error = None
+            job.deployment_id = deployment_id
+            job.environment_id = build.environment_id
+            job.code_dir = str(build.code_dir)
+            job.deployment_timestamp = timestamp
+            job.manifest_yaml = manifest_to_yaml(manifest)
+            job.manifest = manifest_to_dict(manifest)
+            job.replicas = manifest.replicas
+            job.deployed_by = actor
+            secret_records.move_secrets_to_job(session, deployment_id, manifest.name, manifest.version)
+            deployment_store.finish_deployment(session, deployment_id, DeploymentStatus.DONE)
+        if previous is not None:
+            self.pipeline.builder.release(previous)
+        logger.info("deployment %s: %s %s is running", deployment_id, manifest.name, manifest.version)
+
+    def _failed(self, deployment_id: str, manifest: Manifest, error: str) -> None:
+        with self.db.session() as session:
+            job = job_store.get_job(session, manifest.name, manifest.version)
+            if job is not None and job.deployment_id == deployment_id and job.status == JobStatus.STARTING:
+                job_store.delete_job(session, manifest.name, manifest.version)  # a new job: nothing stays
+            secret_records.delete_secrets(session, deployment_id=deployment_id)
+            deployment_store.finish_deployment(session, deployment_id, DeploymentStatus.FAILED, error=error)
+        logger.info(
+            "deployment %s of %s %s failed: %s", deployment_id, manifest.name, manifest.version, error
+        )
+
+    # ---- restarts --------------------------------------------------------------------------
+
+    def interrupt_unfinished(self) -> int:
+        """Deployments left in progress by a lifecycle that died: failed, with what is known."""
+        with self.db.session() as session:
+            unfinished = deployment_store.in_progress_deployments(session)
+            for deployment in unfinished:
+                job = job_store.get_job(session, deployment.job_name, deployment.job_version)
+                if (
+                    job is not None
+                    and job.deployment_id == deployment.id
+                    and job.status == JobStatus.STARTING
+                ):
+                    job_store.delete_job(session, deployment.job_name, deployment.job_version)
+                secret_records.delete_secrets(session, deployment_id=deployment.id)
+                deployment_store.finish_deployment(
+                    session,
+                    deployment.id,
+                    DeploymentStatus.FAILED,
+                    error=f"interrupted: the lifecycle stopped during '{deployment.phase or 'the start'}'",
+                )
+            return len(unfinished)
+
+    def restart_jobs(self) -> list[str]:
+        """Start every job that should run from its stored build; the names of those that cannot."""
+        lost: list[str] = []
+        with self.db.session() as session:
+            for job in job_store.list_jobs(session):
+                if job.status == JobStatus.STOPPED or not job.environment_id or not job.code_dir:
+                    continue
+                build = self.pipeline.builder.restore(job.environment_id, Path(job.code_dir))
+                if build is None:
+                    job.status, job.error = JobStatus.LOST, "its environment or code is gone; deploy it again"
+                    lost.append(f"{job.name} {job.version}")
+                    continue
+                runtime_secrets = secret_records.load_secrets(
+                    session, self.secrets, SecretKind.RUNTIME_ENV, job=(job.name, job.version)
+                )
+                manifest = parse_manifest(job.manifest_yaml)
+                self.runner.start(
+                    RunSpec(
+                        job_name=job.name,
+                        job_version=job.version,
+                        deployment_timestamp=job.deployment_timestamp,
+                        replicas=job.replicas,
+                        build=build,
+                        env=self.runtime_env(
+                            manifest, dict(runtime_secrets.reveal()) if runtime_secrets else {}
+                        ),
+                        manifest_yaml=job.manifest_yaml,
+                    )
+                )
+        return lost
+
+    def shutdown(self) -> None:
+        self._executor.shutdown(wait=False, cancel_futures=True)

@@ -1,0 +1,79 @@
+"""Keeps each job's status in step with what its runner sees: running, error (with why) or lost."""
+
+from __future__ import annotations
+
+import logging
+import threading
+from typing import TYPE_CHECKING
+
+from lifecycle.deploy.runner import Runner
+from lifecycle.store import jobs as job_store
+from lifecycle.store.database import Database
+from lifecycle.store.models import JobStatus
+
+if TYPE_CHECKING:
+    from lifecycle.deployments import DeploymentService
+
+logger = logging.getLogger("trackside.lifecycle.monitor")
+
+# consecutive failed starts after which a job is reported as `error` rather than restarting
+ERROR_AFTER_FAILURES = 3
+
+
+class JobMonitor:
+    def __init__(
+        self, db: Database, runner: Runner, deployments: DeploymentService, interval: float = 1.0
+    ) -> None:
+        self.db = db
+        self.runner = runner
+        self.deployments = deployments
+        self.interval = interval
+        self._stop = threading.Event()
+        self._thread: threading.Thread | None = None
+
+    def start(self) -> None:
+        if self._thread is None:
+            self._stop.clear()
+            self._thread = threading.Thread(target=self._loop, name="job-monitor", daemon=True)
+            self._thread.start()
+
+    def stop(self) -> None:
+        self._stop.set()
+        if self._thread is not None:
+            self._thread.join(5)
+            self._thread = None
+
+    def _loop(self) -> None:
+        while not self._stop.wait(self.interval):
+            try:
+                self.check_once()
+            except Exception:
+                logger.exception("checking job statuses failed")
+
+    def check_once(self) -> None:
+        with self.db.session() as session:
+            for job in job_store.list_jobs(session):
+                if job.status in (JobStatus.STOPPED, JobStatus.STARTING):
+                    continue  # STARTING belongs to its deployment until it is done
+                status, error = self._observed(job.name, job.version)
+                if status is not None and (status, error) != (job.status, job.error):
+                    logger.info(
+                        "job %s %s: %s -> %s%s",
+                        job.name,
+                        job.version,
+                        job.status.value,
+                        status.value,
+                        f" ({error})" if error else "",
+                    )
+                    job.status, job.error = status, error
+
+    def _observed(self, name: str, version: str) -> tuple[JobStatus | None, str | None]:
+        if self.runner.serving(name, version):
+            return JobStatus.RUNNING, None
+        replicas = self.runner.replicas(name, version)
+        if not replicas:
+            return JobStatus.LOST, "no process is running for this version"
+        failing = [r for r in replicas if r.failures >= ERROR_AFTER_FAILURES and r.last_error]
+        if failing:
+            return JobStatus.ERROR, failing[0].last_error
+        return None, None  # (re)starting: keep what is known
