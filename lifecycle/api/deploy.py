@@ -41,7 +41,7 @@ class DeployBody(BaseModel):
 
 class _Rejected(APIError):
     def __init__(self, e: DeployRejected) -> None:
-        super().__init__(str(e))
+        super().__init__(str(e), **({"errors": e.errors} if e.errors else {}))
         self.status = e.status
         self.type = {400: "InvalidManifest", 403: "Forbidden", 409: "Conflict"}.get(e.status, "BadRequest")
 

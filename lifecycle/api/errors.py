@@ -16,9 +16,10 @@ class APIError(Exception):
     status = 500
     type = "InternalError"
 
-    def __init__(self, message: str) -> None:
+    def __init__(self, message: str, **extra: object) -> None:
         super().__init__(message)
         self.message = message
+        self.extra = extra
 
 
 class BadRequest(APIError):
@@ -53,7 +54,7 @@ def _field(loc: tuple[object, ...]) -> str:
 def install(app: FastAPI) -> None:
     @app.exception_handler(APIError)
     async def api_error(_: Request, exc: APIError) -> JSONResponse:
-        return JSONResponse(_body(exc.message, exc.type), status_code=exc.status)
+        return JSONResponse(_body(exc.message, exc.type, **exc.extra), status_code=exc.status)
 
     @app.exception_handler(RequestValidationError)
     async def invalid_request(_: Request, exc: RequestValidationError) -> JSONResponse:
