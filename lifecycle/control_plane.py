@@ -56,6 +56,7 @@ class ControlPlane:
         self.deployments = DeploymentService(self.db, self.pipeline, self.runner, self.secrets, pub_url)
         self.monitor = JobMonitor(self.db, self.runner, self.deployments)
         self._started = False
+        self._stopped = False
         self._lock = threading.Lock()
 
     def start(self) -> StartupReport:
@@ -79,8 +80,12 @@ class ControlPlane:
 
     def stop(self) -> None:
         with self._lock:
+            if self._stopped:
+                return
+            self._stopped = True
             self.monitor.stop()
             self.deployments.shutdown()
             self.runner.shutdown()
             self.db.dispose()
             self._started = False
+        logger.info("the lifecycle stopped, and every job it ran with it")

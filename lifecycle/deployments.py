@@ -314,6 +314,7 @@ class DeploymentService:
                     job.status, job.error = JobStatus.LOST, "its environment or code is gone; deploy it again"
                     lost.append(f"{job.name} {job.version}")
                     continue
+                job.status, job.error = JobStatus.STARTING, None  # the monitor reports it running once ready
                 runtime_secrets = secret_records.load_secrets(
                     session, self.secrets, SecretKind.RUNTIME_ENV, job=(job.name, job.version)
                 )
@@ -332,6 +333,10 @@ class DeploymentService:
                     )
                 )
         return lost
+
+    def is_deploying(self, name: str, version: str) -> bool:
+        with self._lock:
+            return (name, version) in self._active
 
     def shutdown(self) -> None:
         self._executor.shutdown(wait=False, cancel_futures=True)

@@ -53,8 +53,8 @@ class JobMonitor:
     def check_once(self) -> None:
         with self.db.session() as session:
             for job in job_store.list_jobs(session):
-                if job.status in (JobStatus.STOPPED, JobStatus.STARTING):
-                    continue  # STARTING belongs to its deployment until it is done
+                if job.status == JobStatus.STOPPED or self.deployments.is_deploying(job.name, job.version):
+                    continue  # a version being deployed belongs to its deployment until it is done
                 status, error = self._observed(job.name, job.version)
                 if status is not None and (status, error) != (job.status, job.error):
                     logger.info(

@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import asyncio
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
 from typing import Any
 
 from fastapi import APIRouter, FastAPI
@@ -14,13 +17,23 @@ from . import deploy, errors, info, jobs
 PREFIXES = ("/lifecycle/api/v1", "/api/v1")
 
 
-def create_app(plane: ControlPlane) -> FastAPI:
+def create_app(plane: ControlPlane, stop_on_shutdown: bool = False) -> FastAPI:
+    """`stop_on_shutdown`: the server owns the control plane, so stopping the server (SIGTERM,
+    Ctrl-C) stops every job cleanly before the process goes."""
+
+    @asynccontextmanager
+    async def lifespan(_: FastAPI) -> AsyncIterator[None]:
+        yield
+        if stop_on_shutdown:
+            await asyncio.to_thread(plane.stop)
+
     app = FastAPI(
         title="Trackside lifecycle",
         version=__version__,
         docs_url="/lifecycle/docs",
         openapi_url="/lifecycle/openapi.json",
         redoc_url=None,
+        lifespan=lifespan,
     )
     app.state.control_plane = plane
     errors.install(app)

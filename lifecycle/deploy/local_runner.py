@@ -20,6 +20,7 @@ import time
 from collections.abc import Callable, Iterable, Iterator
 from pathlib import Path
 
+from .process_registry import ProcessRegistry
 from .process_supervisor import Generation, PortAllocator, SupervisionSettings
 from .runner import ReplicaState, RunSpec
 
@@ -135,6 +136,9 @@ class LocalRunner:
         self._generations: dict[tuple[str, str], list[Generation]] = {}
         self._logs: dict[tuple[str, str], VersionLog] = {}
         self._closed = False
+        # processes a lifecycle that died left behind would hold memory and ports for ever
+        self.registry = ProcessRegistry(self.log_dir / ".processes")
+        self.orphans_reaped = self.registry.reap()
         atexit.register(self.shutdown)
 
     # ---- starting ------------------------------------------------------------------------------
@@ -161,6 +165,7 @@ class LocalRunner:
                 log,
                 log.slots(spec.replicas),
                 self.settings,
+                self.registry,
             )
             running.append(generation)
         log.event(f"deployment {spec.deployment_timestamp}: starting {spec.replicas} replica(s)")

@@ -20,6 +20,7 @@ from typing import IO, Any, Protocol
 
 import httpx
 
+from .process_registry import ProcessRegistry
 from .runner import ReplicaState, RunSpec
 
 _OUTPUT_TAIL = 40
@@ -117,8 +118,10 @@ class Generation:
         sink: LineSink,
         slots: list[int],
         settings: SupervisionSettings,
+        registry: ProcessRegistry | None = None,
     ) -> None:
         self.spec = spec
+        self._registry = registry
         self._env = dict(env)
         self._host = host
         self._url_host = f"[{host}]" if ":" in host else host
@@ -220,6 +223,8 @@ class Generation:
         except OSError as e:
             self._failed(r, f"cannot start {build.python}: {e}", time.monotonic())
             return
+        if self._registry is not None:
+            self._registry.record(process.pid)
         with self._lock:
             if r.restart_due:
                 r.restarts += 1
@@ -252,6 +257,8 @@ class Generation:
     def _exited(self, r: _Replica, code: int) -> None:
         assert r.process is not None
         _signal_group(r.process, signal.SIGKILL)  # whatever the job left behind
+        if self._registry is not None:
+            self._registry.forget(r.process.pid)
         if r.reader is not None:
             r.reader.join(timeout=1.0)
         now = time.monotonic()
@@ -363,6 +370,8 @@ class Generation:
                 _signal_group(r.process, signal.SIGKILL)
                 r.process.wait()
             _signal_group(r.process, signal.SIGKILL)
+            if self._registry is not None:
+                self._registry.forget(r.process.pid)
             if r.reader is not None:
                 r.reader.join(timeout=1.0)
         with self._lock:

@@ -1,0 +1,49 @@
+"""`trackside up`: the whole platform in one process (today: the lifecycle; the gateway and the
+dashboard join as they are built). The platform is imported lazily: the CLI must start fast."""
+
+from __future__ import annotations
+
+import logging
+import os
+import sys
+from pathlib import Path
+
+
+def up(port: int, data_dir: Path | None, host: str = "127.0.0.1") -> None:
+    import uvicorn
+
+    from lifecycle.api.app import create_app
+    from lifecycle.config import LifecycleConfig
+    from lifecycle.control_plane import ControlPlane
+
+    logging.basicConfig(
+        level=os.environ.get("LOG_LEVEL", "INFO").upper(),
+        format="%(asctime)s %(levelname)s %(name)s: %(message)s",
+        stream=sys.stdout,
+    )
+    logging.getLogger("httpx").setLevel(logging.WARNING)  # the runner's probes are not news
+    environ = dict(os.environ)
+    if data_dir is not None:
+        environ["TRACKSIDE_DATA_DIR"] = str(data_dir)
+    config = LifecycleConfig.from_env(embedded=True, environ=environ)
+    base = f"http://{host}:{port}"
+    plane = ControlPlane(config, pub_url=f"{base}/pub")
+    report = plane.start()
+    token_file = config.data_dir / "admin-token"
+    print(f"Trackside is up: lifecycle {base}/lifecycle  (API docs {base}/lifecycle/docs)", flush=True)
+    print(f"data directory: {config.data_dir}", flush=True)
+    if report.admin_token:
+        print(f"admin token (shown once, also in {token_file}): {report.admin_token}", flush=True)
+    else:
+        print(f"admin token: see {token_file}", flush=True)
+    try:
+        uvicorn.run(
+            create_app(plane, stop_on_shutdown=True),
+            host=host,
+            port=port,
+            log_config=None,
+            access_log=False,
+            timeout_graceful_shutdown=10,
+        )
+    finally:
+        plane.stop()  # also when uvicorn failed to start (e.g. the port is taken)
