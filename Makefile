@@ -31,7 +31,7 @@ run: setup
 # the suite mostly waits on subprocesses, so a few workers beat the core count
 PYTEST_WORKERS ?= 3
 test: setup
-	$(BIN)/pytest -n $(PYTEST_WORKERS) $(PYTEST_ARGS)
+	$(BIN)/pytest -n $(PYTEST_WORKERS) --dist loadfile $(PYTEST_ARGS)
 
 lint: setup
 	$(BIN)/ruff check .
