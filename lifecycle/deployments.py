@@ -122,6 +122,15 @@ class DeploymentService:
                     f"job {manifest.name} {manifest.version} is being deployed right now; wait for it to finish",
                 )
             with self.db.session() as session:
+                # another lifecycle process sharing the database may be deploying it
+                if any(
+                    d.job_name == manifest.name and d.job_version == manifest.version
+                    for d in deployment_store.in_progress_deployments(session)
+                ):
+                    raise DeployRejected(
+                        409,
+                        f"job {manifest.name} {manifest.version} is being deployed right now; wait for it to finish",
+                    )
                 existing = job_store.get_job(session, manifest.name, manifest.version)
                 if existing is not None and not request.force:
                     raise DeployRejected(

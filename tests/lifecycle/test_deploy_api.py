@@ -290,3 +290,25 @@ def test_delete_stops_the_job(platform: Platform) -> None:
     assert platform.client.get("/api/v1/job/adder/0.0.1", headers=platform.headers()).status_code == 404
     with pytest.raises(httpx.TransportError):
         httpx.get(address + "/live", timeout=2)
+
+
+def test_a_second_deploy_of_a_version_in_progress_gets_409(platform: Platform, tmp_path: Path) -> None:
+    slow = make_repo(
+        tmp_path / "slowpoke",
+        {
+            "entrypoint.py": "import time\nclass J:\n    def __init__(self):\n        time.sleep(3)\n"
+            "    def perform(self):\n        return 'slow'\n",
+        },
+    )
+    body = manifest("slowpoke", file_url(slow))
+    first = platform.deploy(body)
+    assert first.status_code == 202
+    second = platform.client.post(
+        "/api/v1/deploy", json={"manifest": body, "force": True}, headers=platform.headers()
+    )
+    assert second.status_code == 409
+    assert second.json() == {
+        "error": "job slowpoke 0.0.1 is being deployed right now; wait for it to finish",
+        "type": "Conflict",
+    }
+    assert platform.wait(first.json()["id"])["status"] == "done"
