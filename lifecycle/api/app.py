@@ -8,6 +8,7 @@ from contextlib import asynccontextmanager
 from typing import Any
 
 from fastapi import APIRouter, FastAPI
+from fastapi.responses import RedirectResponse
 
 from lifecycle.control_plane import ControlPlane
 from trackside import __version__
@@ -59,4 +60,11 @@ def create_app(plane: ControlPlane, stop_on_shutdown: bool = False) -> FastAPI:
 
     for prefix in ("", "/lifecycle"):
         app.include_router(probes, prefix=prefix)
+
+    @app.get("/", include_in_schema=False)
+    @app.get("/lifecycle", include_in_schema=False)
+    @app.get("/lifecycle/", include_in_schema=False)
+    def home() -> RedirectResponse:
+        return RedirectResponse("/lifecycle/docs")
+
     return app

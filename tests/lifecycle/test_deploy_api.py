@@ -312,3 +312,17 @@ def test_a_second_deploy_of_a_version_in_progress_gets_409(platform: Platform, t
         "type": "Conflict",
     }
     assert platform.wait(first.json()["id"])["status"] == "done"
+
+
+def test_unknown_job_type_and_swagger_at_the_root(platform: Platform, adder_repo: Path) -> None:
+    r = platform.deploy(
+        manifest(
+            "golang-job", file_url(adder_repo), jobtype="golang:latest", jobtype_extra={"gin_mode": "release"}
+        )
+    )
+    assert r.status_code == 400
+    assert "unknown job type 'golang:latest'" in r.json()["error"]
+    for path in ("/", "/lifecycle", "/lifecycle/"):
+        home = platform.client.get(path, follow_redirects=False)
+        assert home.status_code == 307 and home.headers["location"] == "/lifecycle/docs"
+    assert "swagger" in platform.client.get("/lifecycle/docs").text.lower()
