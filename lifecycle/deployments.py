@@ -14,7 +14,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from lifecycle.auth import permissions
+from lifecycle.auth import permissions, public_endpoints
 from lifecycle.auth.subjects import Subject
 from lifecycle.deploy.builder import BuildResult
 from lifecycle.deploy.pipeline import STARTING, DeployFailed, DeploySpec, Pipeline
@@ -272,6 +272,21 @@ class DeploymentService:
             job.replicas = manifest.replicas
             job.deployed_by = actor
             secret_records.move_secrets_to_job(session, deployment_id, manifest.name, manifest.version)
+            # the manifest's public endpoints wait for an admin's approval (POST /public-endpoints/{id}/approve)
+            requested = public_endpoints.request_public_endpoints(
+                session, manifest.name, manifest.version, manifest.public_endpoints
+            )
+            if requested:
+                record_event(
+                    session,
+                    actor=actor,
+                    action="public_endpoint.request",
+                    target=f"{manifest.name} {manifest.version}",
+                    details={
+                        "request_ids": [r.id for r in requested],
+                        "endpoints": [r.endpoint for r in requested],
+                    },
+                )
             deployment_store.finish_deployment(session, deployment_id, DeploymentStatus.DONE)
         if previous is not None:
             self.pipeline.builder.release(previous)

@@ -13,7 +13,20 @@ from fastapi.responses import RedirectResponse
 from lifecycle.control_plane import ControlPlane
 from trackside import __version__
 
-from . import deploy, errors, info, jobs
+from . import (
+    audit,
+    deploy,
+    errors,
+    escs,
+    families,
+    info,
+    jobs,
+    metrics,
+    permissions,
+    public_endpoints,
+    streams,
+    users,
+)
 
 PREFIXES = ("/lifecycle/api/v1", "/api/v1")
 
@@ -39,7 +52,18 @@ def create_app(plane: ControlPlane, stop_on_shutdown: bool = False) -> FastAPI:
     app.state.control_plane = plane
     errors.install(app)
     api = APIRouter()
-    for router in (info.router, deploy.router, jobs.router):
+    for router in (
+        info.router,
+        deploy.router,
+        jobs.router,
+        users.router,
+        escs.router,
+        permissions.router,
+        families.router,
+        audit.router,
+        public_endpoints.router,
+        streams.router,
+    ):
         api.include_router(router)
     for prefix in PREFIXES:
         app.include_router(api, prefix=prefix)
@@ -60,6 +84,7 @@ def create_app(plane: ControlPlane, stop_on_shutdown: bool = False) -> FastAPI:
 
     for prefix in ("", "/lifecycle"):
         app.include_router(probes, prefix=prefix)
+        app.include_router(metrics.router, prefix=prefix)
 
     @app.get("/", include_in_schema=False)
     @app.get("/lifecycle", include_in_schema=False)

@@ -45,3 +45,31 @@ def require(
 
 
 CurrentSubject = Annotated[Subject, Depends(current_subject)]
+
+
+# ---- access to the admin API: admin users, and subjects granted call_admin_api (or
+# full_access) without a job filter
+
+ADMIN_SCOPE = Scope.CALL_ADMIN_API
+
+
+def is_admin(request: Request, subject: Subject) -> bool:
+    if subject.is_admin:
+        return True
+    with control_plane(request).db.session() as session:
+        return permissions.check_in(session, subject, ADMIN_SCOPE)
+
+
+def admin_denied(subject: Subject, resource: str) -> Forbidden:
+    return Forbidden(
+        f"{subject.description} has no {ADMIN_SCOPE.value} permission for {resource}",
+        subject=subject.description,
+        scope=ADMIN_SCOPE.value,
+        resource=resource,
+    )
+
+
+def require_admin(request: Request, subject: Subject, resource: str) -> None:
+    """403 naming the subject, the scope and `resource` unless the subject may call the admin API."""
+    if not is_admin(request, subject):
+        raise admin_denied(subject, resource)

@@ -77,3 +77,14 @@ def install(app: FastAPI) -> None:
         return JSONResponse(
             _body(f"internal error: {exc.__class__.__name__}", "InternalError"), status_code=500
         )
+
+
+class InvalidRequest(BadRequest):
+    type = "InvalidRequest"  # what request-validation errors are called too
+
+
+def field_error(field: str, message: str) -> BadRequest:
+    """A 400 shaped like the request-validation errors: `errors: [{field, message}]`."""
+    return InvalidRequest(
+        f"invalid request: {field}: {message}", errors=[{"field": field, "message": message}]
+    )

@@ -326,3 +326,23 @@ def test_unknown_job_type_and_swagger_at_the_root(platform: Platform, adder_repo
         home = platform.client.get(path, follow_redirects=False)
         assert home.status_code == 307 and home.headers["location"] == "/lifecycle/docs"
     assert "swagger" in platform.client.get("/lifecycle/docs").text.lower()
+
+
+def test_public_endpoints_of_a_deploy_wait_for_approval(platform: Platform, adder_repo: Path) -> None:
+    result = platform.deploy_and_wait(
+        manifest("pub-adder", file_url(adder_repo), public_endpoints=["/api/v1/perform", "/docs"])
+    )
+    assert result["status"] == "done", result
+    pending = platform.client.get(
+        "/api/v1/public-endpoints",
+        params={"status": "pending", "job_name": "pub-adder"},
+        headers=platform.headers(),
+    ).json()
+    assert sorted((p["endpoint"], p["job_version"]) for p in pending) == [
+        ("/api/v1/perform", "0.0.1"),
+        ("/docs", "0.0.1"),
+    ]
+    audit = platform.client.get(
+        "/api/v1/audit", params={"action": "public_endpoint.request"}, headers=platform.headers()
+    ).json()
+    assert any(e["target"] == "pub-adder 0.0.1" for e in audit["events"])
