@@ -1,10 +1,12 @@
-"""`python -m benchmarks [--duration S] [--quick] [--only a,b,c,d,429] ...` (what `make bench` runs)."""
+"""`python -m benchmarks [--duration S] [--quick] [--only a,b,c,d,429,deploy,fleet,listing] [--lifecycle] ...`
+(what `make bench` runs)."""
 
 from __future__ import annotations
 
 import argparse
 import datetime
 import importlib.metadata
+import json
 import os
 import platform
 import shutil
@@ -12,8 +14,10 @@ import subprocess
 import sys
 import time
 from pathlib import Path
+from typing import Any
 
-from . import racetrack, report, servers
+from . import lifecycle, racetrack, report, servers
+from .lifecycle import LIFECYCLE_KEYS, LifecycleFailed, LifecycleSettings, LifecycleUnavailable
 from .load import Wrk, WrkFailed, WrkMissing, ensure_wrk, wrk_version
 from .processes import Cores, ServerFailed, terminate_on_sigterm
 from .servers import REJECT_KEY, SERVER_KEYS, ServerSpec
@@ -22,6 +26,9 @@ from .suite import Settings, Suite
 # Exit status when something the harness needs (wrk, uv, PyPI) is not available.
 EXIT_PREREQUISITE = 3
 KEPT_LOG_RUNS = 5
+WRAPPER_KEYS = frozenset({*SERVER_KEYS, REJECT_KEY})
+# `--only lifecycle` (and `--lifecycle`) stand for all of LIFECYCLE_KEYS
+LIFECYCLE_ALIAS = "lifecycle"
 
 
 def _concurrency(text: str) -> tuple[int, ...]:
@@ -35,18 +42,23 @@ def _concurrency(text: str) -> tuple[int, ...]:
 
 
 def _only(text: str) -> frozenset[str]:
-    chosen = frozenset(part.strip().lower() for part in text.split(",") if part.strip())
-    unknown = chosen - {*SERVER_KEYS, REJECT_KEY}
+    chosen = {part.strip().lower() for part in text.split(",") if part.strip()}
+    if LIFECYCLE_ALIAS in chosen:
+        chosen = (chosen - {LIFECYCLE_ALIAS}) | set(LIFECYCLE_KEYS)
+    unknown = chosen - WRAPPER_KEYS - set(LIFECYCLE_KEYS)
     if unknown or not chosen:
-        raise argparse.ArgumentTypeError(f"choose from a, b, c, d, 429 (got {text!r})")
-    return chosen
+        raise argparse.ArgumentTypeError(
+            f"choose from a, b, c, d, 429, deploy, fleet, listing (or lifecycle for the last three); got {text!r}"
+        )
+    return frozenset(chosen)
 
 
 def _parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="python -m benchmarks",
         description="Measure the wrapper (a: def perform, b: async def perform) against a raw ASGI app (c) "
-        "and Racetrack's runner (d), plus cold start, idle RSS and the cost of a 429.",
+        "and Racetrack's runner (d), plus cold start, idle RSS and the cost of a 429; and the lifecycle "
+        "(`trackside up`): deploy to running cold and warm, N jobs at once, GET /job with many versions.",
     )
     parser.add_argument("--duration", type=int, help="seconds measured per point (whole seconds; default 5)")
     parser.add_argument(
@@ -60,14 +72,30 @@ def _parser() -> argparse.ArgumentParser:
         "--quick",
         action="store_true",
         help="a fast check that everything runs: --duration 1 --warmup 0 --cold-starts 1 "
-        "--concurrency 8, unless given",
+        "--concurrency 8 --warm-deploys 1 --job-versions 100 --listing-requests 20 --fleet-size 3, "
+        "unless given",
     )
-    parser.add_argument(
+    selection = parser.add_mutually_exclusive_group()
+    selection.add_argument(
         "--only",
         type=_only,
-        default=frozenset({*SERVER_KEYS, REJECT_KEY}),
-        help="comma-separated subset of a,b,c,d,429 (default all)",
+        default=WRAPPER_KEYS | set(LIFECYCLE_KEYS),
+        help="comma-separated subset of a,b,c,d,429,deploy,fleet,listing; `lifecycle` stands for the "
+        "last three (default all)",
     )
+    selection.add_argument(
+        "--lifecycle",
+        action="store_true",
+        help="only the lifecycle benchmarks (same as --only deploy,fleet,listing)",
+    )
+    parser.add_argument(
+        "--warm-deploys", type=int, help="warm code-only redeploys; the median is reported (default 5)"
+    )
+    parser.add_argument(
+        "--job-versions", type=int, help="versions registered for the GET /job section (default 1000)"
+    )
+    parser.add_argument("--listing-requests", type=int, help="measured GET /job requests (default 200)")
+    parser.add_argument("--fleet-size", type=int, help="adder jobs running at once (default 50)")
     parser.add_argument(
         "--output",
         type=Path,
@@ -78,7 +106,7 @@ def _parser() -> argparse.ArgumentParser:
         "--work-dir",
         type=Path,
         default=servers.BENCH_DIR / ".work",
-        help="Racetrack's venv and server logs (default benchmarks/.work)",
+        help="Racetrack's venv, server logs, the lifecycle part's data dirs (default benchmarks/.work)",
     )
     parser.add_argument(
         "--racetrack-spec",
@@ -103,6 +131,23 @@ def _settings(args: argparse.Namespace) -> Settings:
         warmup_s=pick(args.warmup, 1, 0),
         concurrency=concurrency,
         cold_starts=pick(args.cold_starts, 5, 1),
+    )
+
+
+def _lifecycle_settings(args: argparse.Namespace, sections: frozenset[str]) -> LifecycleSettings:
+    def pick(name: str, normal: int, quick: int, minimum: int) -> int:
+        given: int | None = getattr(args, name)
+        if given is not None and given < minimum:
+            raise SystemExit(f"--{name.replace('_', '-')} must be at least {minimum}")
+        return given if given is not None else (quick if args.quick else normal)
+
+    return LifecycleSettings(
+        sections=sections,
+        warm_deploys=pick("warm_deploys", 5, 1, 0),
+        job_versions=pick("job_versions", 1000, 100, 1),
+        listing_requests=pick("listing_requests", 200, 20, 1),
+        fleet_size=pick("fleet_size", 50, 3, 1),
+        idle_window_s=1.0 if args.quick else 5.0,
     )
 
 
@@ -164,51 +209,92 @@ def _log_dir(work_dir: Path) -> Path:
 
 def run(argv: list[str] | None = None) -> int:
     args = _parser().parse_args(argv)
+    only: frozenset[str] = frozenset(LIFECYCLE_KEYS) if args.lifecycle else args.only
+    wrapper_keys = only & WRAPPER_KEYS
     settings = _settings(args)
+    lifecycle_settings = _lifecycle_settings(args, only & frozenset(LIFECYCLE_KEYS))
+    # the lifecycle runs unpinned, on every CPU the harness was given
+    all_cpus = os.sched_getaffinity(0)
     cores = Cores.detect()
-    if cores.load is not None:
-        # The harness polls and samples from the load generator's core, never from the server's.
-        os.sched_setaffinity(0, {cores.load})
-    else:
-        print("warning: fewer than two cores, so the server and wrk are not pinned apart", file=sys.stderr)
+    if wrapper_keys:
+        if cores.load is not None:
+            # The harness polls and samples from the load generator's core, never from the server's.
+            os.sched_setaffinity(0, {cores.load})
+        else:
+            print(
+                "warning: fewer than two cores, so the server and wrk are not pinned apart", file=sys.stderr
+            )
+    wrk: str | None = None
+    runner = None
+    uv_version = ""
     try:
-        wrk = ensure_wrk()
-        runner = None
-        if "d" in args.only:
-            runner = racetrack.ensure_runner(servers.REPO, args.work_dir, args.racetrack_spec)
-    except (WrkMissing, racetrack.RacetrackUnavailable) as e:
+        if wrapper_keys:
+            wrk = ensure_wrk()
+            if "d" in wrapper_keys:
+                runner = racetrack.ensure_runner(servers.REPO, args.work_dir, args.racetrack_spec)
+        if lifecycle_settings.sections:
+            uv_version = lifecycle.check_prerequisites(lifecycle_settings)
+    except (WrkMissing, racetrack.RacetrackUnavailable, LifecycleUnavailable) as e:
         print(f"error: {e}", file=sys.stderr)
         return EXIT_PREREQUISITE
 
-    builders = {"a": servers.wrapper_sync, "b": servers.wrapper_async, "c": servers.raw_asgi}
-    specs = [builders[key]() for key in SERVER_KEYS if key in args.only and key in builders]
-    if runner is not None:
-        specs.append(servers.racetrack(runner))
-    reject = servers.rejecting_job() if REJECT_KEY in args.only else None
-    suite = Suite(
-        settings,
-        specs,
-        reject,
-        Wrk(wrk, cores.load, args.work_dir),
-        cores,
-        _log_dir(args.work_dir),
-        log=lambda line: print(line, flush=True),
-    )
+    log_dir = _log_dir(args.work_dir)
+    output: dict[str, Any] = {}
+    texts: list[str] = []
+    failed = False
     with terminate_on_sigterm():
         try:
-            results = suite.run(_environment(wrk, runner, specs))
-            results.environment["load_average_at_end"] = list(os.getloadavg())
+            if wrk is not None:
+                builders = {"a": servers.wrapper_sync, "b": servers.wrapper_async, "c": servers.raw_asgi}
+                specs = [builders[key]() for key in SERVER_KEYS if key in wrapper_keys and key in builders]
+                if runner is not None:
+                    specs.append(servers.racetrack(runner))
+                reject = servers.rejecting_job() if REJECT_KEY in wrapper_keys else None
+                suite = Suite(
+                    settings,
+                    specs,
+                    reject,
+                    Wrk(wrk, cores.load, args.work_dir),
+                    cores,
+                    log_dir,
+                    log=lambda line: print(line, flush=True),
+                )
+                try:
+                    results = suite.run(_environment(wrk, runner, specs))
+                except (ServerFailed, WrkFailed) as e:
+                    print(f"error: {e}", file=sys.stderr)
+                    return 1
+                results.environment["load_average_at_end"] = list(os.getloadavg())
+                texts.append(report.render(results))
+                output.update(report.to_json(results))
+            if lifecycle_settings.sections:
+                try:
+                    measured = lifecycle.run(
+                        lifecycle_settings,
+                        args.work_dir,
+                        log_dir,
+                        all_cpus,
+                        uv_version,
+                        log=lambda line: print(line, flush=True),
+                    )
+                except LifecycleFailed as e:
+                    # what the wrapper part measured is still reported
+                    print(f"error: {e}", file=sys.stderr)
+                    failed = True
+                else:
+                    texts.append(lifecycle.render(measured))
+                    output["lifecycle"] = lifecycle.to_json(measured)
         except KeyboardInterrupt:
             print("\ninterrupted: all servers stopped", file=sys.stderr)
             return 130
-        except (ServerFailed, WrkFailed) as e:
-            print(f"error: {e}", file=sys.stderr)
-            return 1
-    print()
-    print(report.render(results))
-    report.write_json(results, args.output)
-    print(f"\nresults written to {args.output}")
-    return 0
+    for text in texts:
+        print()
+        print(text)
+    if output:
+        args.output.parent.mkdir(parents=True, exist_ok=True)
+        args.output.write_text(json.dumps(output, indent=2) + "\n")
+        print(f"\nresults written to {args.output}")
+    return 1 if failed else 0
 
 
 if __name__ == "__main__":

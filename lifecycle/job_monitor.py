@@ -51,21 +51,24 @@ class JobMonitor:
                 logger.exception("checking job statuses failed")
 
     def check_once(self) -> None:
+        # summaries (no manifests): this runs every second next to `GET /job`
         with self.db.session() as session:
-            for job in job_store.list_jobs(session):
-                if job.status == JobStatus.STOPPED or self.deployments.is_deploying(job.name, job.version):
-                    continue  # a version being deployed belongs to its deployment until it is done
-                status, error = self._observed(job.name, job.version)
-                if status is not None and (status, error) != (job.status, job.error):
-                    logger.info(
-                        "job %s %s: %s -> %s%s",
-                        job.name,
-                        job.version,
-                        job.status.value,
-                        status.value,
-                        f" ({error})" if error else "",
-                    )
-                    job.status, job.error = status, error
+            jobs = job_store.list_job_summaries(session)
+        changes: list[tuple[str, str, JobStatus, str | None]] = []
+        for job in jobs:
+            if job.status == JobStatus.STOPPED or self.deployments.is_deploying(job.name, job.version):
+                continue  # a version being deployed belongs to its deployment until it is done
+            status, error = self._observed(job.name, job.version)
+            if status is not None and (status, error) != (job.status, job.error):
+                changes.append((job.name, job.version, status, error))
+        if not changes:
+            return
+        with self.db.session() as session:
+            for name, version, status, error in changes:
+                if job_store.get_job(session, name, version) is None:
+                    continue  # deleted meanwhile
+                logger.info("job %s %s -> %s%s", name, version, status.value, f" ({error})" if error else "")
+                job_store.set_job_status(session, name, version, status, error)
 
     def _observed(self, name: str, version: str) -> tuple[JobStatus | None, str | None]:
         if self.runner.serving(name, version):

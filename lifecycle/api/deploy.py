@@ -2,16 +2,18 @@
 
 from __future__ import annotations
 
+import re
 from datetime import datetime
 from typing import Any
 
 from fastapi import APIRouter, Request
-from pydantic import BaseModel, Field
+from pydantic import BaseModel, Field, ValidationInfo, field_validator
 
 from lifecycle.deployments import DeployRejected, DeployRequest
 from lifecycle.store import deployments as deployment_store
 from lifecycle.store import jobs as job_store
 from lifecycle.store.models import Deployment, Scope
+from trackside.manifest import RESERVED_RUNTIME_ENV
 
 from .dependencies import CurrentSubject, control_plane, require
 from .errors import APIError, NotFound
@@ -20,14 +22,53 @@ from .jobs import job_dto
 router = APIRouter(tags=["deploy"])
 
 
+_ENV_NAME = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
+
+
+def _carried(text: str, what: str) -> str:
+    """Text a process environment or git can take: no NUL, no lone surrogates."""
+    if "\x00" in text:
+        raise ValueError(f"{what} must not contain NUL characters")
+    try:
+        text.encode("utf-8")
+    except UnicodeEncodeError:
+        raise ValueError(f"{what} must be valid Unicode text") from None
+    return text
+
+
 class GitCredentialsBody(BaseModel):
     username: str
     password: str = Field(repr=False)
+
+    @field_validator("username", "password")
+    @classmethod
+    def _usable(cls, value: str, info: ValidationInfo) -> str:
+        return _carried(value, str(info.field_name))
+
+
+def _secret_env(values: dict[str, str], reserved: frozenset[str]) -> dict[str, str]:
+    for name, value in values.items():
+        if not _ENV_NAME.match(name):
+            raise ValueError(f"{name!r} is not a valid environment variable name")
+        if name in reserved:
+            raise ValueError(f"{name} is set by the platform and cannot be a secret")
+        _carried(value, f"the value of {name}")
+    return values
 
 
 class SecretVarsBody(BaseModel):
     build_env: dict[str, str] = Field(default_factory=dict, repr=False)
     runtime_env: dict[str, str] = Field(default_factory=dict, repr=False)
+
+    @field_validator("build_env")
+    @classmethod
+    def _build_env(cls, values: dict[str, str]) -> dict[str, str]:
+        return _secret_env(values, frozenset())
+
+    @field_validator("runtime_env")
+    @classmethod
+    def _runtime_env(cls, values: dict[str, str]) -> dict[str, str]:
+        return _secret_env(values, frozenset(RESERVED_RUNTIME_ENV))
 
 
 class DeployBody(BaseModel):

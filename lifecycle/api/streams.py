@@ -37,21 +37,19 @@ line (or when the version stops), since the runner's `follow` cannot be interrup
 from __future__ import annotations
 
 import asyncio
-import itertools
 import json
 import logging
 import re
 import threading
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator, Callable, Iterator
 from dataclasses import dataclass, field
-from typing import Annotated, Any
+from typing import Annotated, Any, Protocol
 
 import anyio.to_thread
 from fastapi import APIRouter, Header, Query, Request
 from fastapi.responses import Response, StreamingResponse
 from sqlalchemy import func, select
 
-from lifecycle.deploy.runner import Runner
 from lifecycle.store import deployments as deployment_store
 from lifecycle.store import jobs as job_store
 from lifecycle.store.database import Database
@@ -127,12 +125,19 @@ class _End:
 _Item = str | _History | _Dropped | _End
 
 
+class LogSource(Protocol):
+    """What following a log needs of a runner."""
+
+    def logs(self, name: str, version: str, tail: int) -> list[str]: ...
+    def follow(self, name: str, version: str) -> Iterator[str]: ...
+
+
 class _LogFeed:
     """Follows a version's log in a daemon thread of its own (the runner's `follow` blocks) and
     hands the lines to the event loop. The thread never waits for the client: past
     `FOLLOW_BUFFER` queued lines, lines are dropped and counted."""
 
-    def __init__(self, runner: Runner, name: str, version: str, tail: int) -> None:
+    def __init__(self, runner: LogSource, name: str, version: str, tail: int) -> None:
         self._runner = runner
         self._name = name
         self._version = version
@@ -188,6 +193,11 @@ class _LogFeed:
     async def get(self, timeout: float) -> _Item | None:
         """The next item, or None when none came within `timeout` seconds."""
         try:
+            return self._queue.get_nowait()
+        except asyncio.QueueEmpty:
+            if timeout <= 0:
+                return None
+        try:
             return await asyncio.wait_for(self._queue.get(), timeout)
         except TimeoutError:
             return None
@@ -209,7 +219,7 @@ def _overlap(history: list[str], first: list[str]) -> int:
     return 0
 
 
-async def _log_events(runner: Runner, name: str, version: str, tail: int) -> AsyncIterator[bytes]:
+async def _log_events(runner: LogSource, name: str, version: str, tail: int) -> AsyncIterator[bytes]:
     yield comment(f"log of {name} {version}")
     feed = _LogFeed(runner, name, version, tail)
     try:
@@ -218,16 +228,17 @@ async def _log_events(runner: Runner, name: str, version: str, tail: int) -> Asy
         for line in history:
             yield sse(line)
         pending: list[_Item] = [] if isinstance(item, _History) or item is None else [item]
-        if history:
-            while len(pending) < len(history) and all(isinstance(p, str) for p in pending):
-                early = await feed.get(OVERLAP_GRACE_SECONDS)
-                if early is None:
+        if history:  # drop the lines that are in both the tail and the follower (see _overlap)
+            loop = asyncio.get_running_loop()
+            deadline = loop.time() + OVERLAP_GRACE_SECONDS
+            lead: list[str] = []
+            while len(lead) < len(history):
+                early = await feed.get(deadline - loop.time())
+                if not isinstance(early, str):
+                    pending = [] if early is None else [early]
                     break
-                pending.append(early)
-            lead = [
-                p for p in itertools.takewhile(lambda p: isinstance(p, str), pending) if isinstance(p, str)
-            ]
-            pending = pending[_overlap(history, lead) :]
+                lead.append(early)
+            pending = [*lead[_overlap(history, lead) :], *pending]
         while True:
             next_item = pending.pop(0) if pending else await feed.get(HEARTBEAT_SECONDS)
             if next_item is None:
@@ -337,7 +348,12 @@ async def _deployment_events(
             cursor.final = True
             yield sse_json(
                 "failed",
-                {"status": "failed", "phase": None, "error": f"deployment {deployment_id} no longer exists"},
+                {
+                    "status": "failed",
+                    "phase": None,
+                    "error": f"deployment {deployment_id} no longer exists",
+                    "job": None,
+                },
                 str(cursor),
             )
             return

@@ -8,6 +8,7 @@ was serving before.
 from __future__ import annotations
 
 import shutil
+import threading
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -82,8 +83,13 @@ class PipelineSettings:
 
 
 class Pipeline:
-    def __init__(self, builder: Builder, runner: Runner, settings: PipelineSettings,
-                 clock: Callable[[], float] = time.time) -> None:
+    def __init__(
+        self,
+        builder: Builder,
+        runner: Runner,
+        settings: PipelineSettings,
+        clock: Callable[[], float] = time.time,
+    ) -> None:
         self.builder = builder
         self.runner = runner
         self.settings = settings
@@ -105,11 +111,17 @@ class Pipeline:
             phase = STARTING
             reporter.phase(STARTING)
             timestamp = self._unique_timestamp()
-            self.runner.start(RunSpec(
-                job_name=spec.job_name, job_version=spec.job_version, deployment_timestamp=timestamp,
-                replicas=spec.replicas, build=build, env=dict(spec.runtime_env),
-                manifest_yaml=spec.manifest_yaml,
-            ))
+            self.runner.start(
+                RunSpec(
+                    job_name=spec.job_name,
+                    job_version=spec.job_version,
+                    deployment_timestamp=timestamp,
+                    replicas=spec.replicas,
+                    build=build,
+                    env=dict(spec.runtime_env),
+                    manifest_yaml=spec.manifest_yaml,
+                )
+            )
 
             phase = INITIALISING
             reporter.phase(INITIALISING)
@@ -121,9 +133,16 @@ class Pipeline:
             if failures:
                 raise DeployFailed("; ".join(f.describe() for f in failures), VERIFYING)
 
-            # the new replicas serve: the ones of an earlier deployment of this version go
-            self.runner.retire_others(spec.job_name, spec.job_version, keep=timestamp)
             reporter.phase(DONE)
+            # the new replicas serve; those of an earlier deployment of this version go, in the
+            # background: waiting for them to exit would only delay `done`
+            threading.Thread(
+                target=self.runner.retire_others,
+                args=(spec.job_name, spec.job_version),
+                kwargs={"keep": timestamp},
+                name=f"retire-{spec.job_name}-{spec.job_version}",
+                daemon=True,
+            ).start()
             return DeployOutcome(build, timestamp, commit, [r.address for r in replicas])
         except DeployFailed:
             self._undo(spec, build, timestamp)
@@ -146,17 +165,26 @@ class Pipeline:
         if not spec.git_remote:
             raise DeployFailed("git.remote is required when no build context is uploaded", FETCHING)
         fetched = fetch_git(
-            spec.git_remote, spec.git_branch, spec.git_directory, workspace / "repo", spec.git_credentials,
-            reporter.log, allow_file_remotes=self.settings.allow_file_remotes,
+            spec.git_remote,
+            spec.git_branch,
+            spec.git_directory,
+            workspace / "repo",
+            spec.git_credentials,
+            reporter.log,
+            allow_file_remotes=self.settings.allow_file_remotes,
             extra_env=self.settings.git_env or None,
         )
         return fetched.root, fetched.commit
 
     def _build(self, spec: DeploySpec, source_root: Path, reporter: Reporter) -> BuildResult:
         request = BuildRequest(
-            job_name=spec.job_name, job_version=spec.job_version, source_dir=source_root,
-            python_version=spec.python_version, requirements_path=spec.requirements_path,
-            build_env=dict(spec.build_env), check_requirements=spec.check_requirements,
+            job_name=spec.job_name,
+            job_version=spec.job_version,
+            source_dir=source_root,
+            python_version=spec.python_version,
+            requirements_path=spec.requirements_path,
+            build_env=dict(spec.build_env),
+            check_requirements=spec.check_requirements,
             no_cache=spec.no_cache,
         )
         result = self.builder.build(request, reporter.log)
@@ -180,11 +208,13 @@ class Pipeline:
                 error = next((r.last_error for r in replicas if r.last_error), None)
                 reporter.log(f"the job failed to start ({failing} time(s)): {error or 'no detail'}")
                 if failing >= self.settings.max_start_failures:
-                    raise DeployFailed(f"the job failed to start: {error or 'the process keeps exiting'}",
-                                       INITIALISING)
+                    raise DeployFailed(
+                        f"the job failed to start: {error or 'the process keeps exiting'}", INITIALISING
+                    )
             if time.monotonic() > deadline:
                 raise DeployFailed(
-                    f"the job was not ready within {self.settings.init_timeout:.0f} s", INITIALISING)
+                    f"the job was not ready within {self.settings.init_timeout:.0f} s", INITIALISING
+                )
             time.sleep(self.settings.poll_interval)
 
     def _undo(self, spec: DeploySpec, build: BuildResult | None, timestamp: int | None) -> None:

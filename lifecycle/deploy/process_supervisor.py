@@ -220,7 +220,7 @@ class Generation:
                 stderr=subprocess.STDOUT,
                 start_new_session=True,  # its own process group: the job's children go with it
             )
-        except OSError as e:
+        except (OSError, ValueError) as e:  # ValueError: an environment value no process can take
             self._failed(r, f"cannot start {build.python}: {e}", time.monotonic())
             return
         if self._registry is not None:

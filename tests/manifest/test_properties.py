@@ -149,7 +149,15 @@ def test_arbitrary_overrides_fail_only_with_manifest_error(overrides: list[str])
 
 dns_labels = st.from_regex(r"\A[a-z0-9]([a-z0-9-]{0,20}[a-z0-9])?\Z")
 env_names = st.from_regex(r"\A[A-Za-z_][A-Za-z0-9_]{0,10}\Z").filter(lambda n: n not in RESERVED_RUNTIME_ENV)
-env_values = st.text(max_size=20).filter(lambda v: "\x00" not in v)
+# text a manifest can carry: no NUL, no lone surrogates (see trackside/manifest/limits.py)
+_carried = st.characters(exclude_categories=["Cs"], exclude_characters="\x00")
+
+
+def carried_text(min_size: int = 0, max_size: int = 20) -> st.SearchStrategy[str]:
+    return st.text(alphabet=_carried, min_size=min_size, max_size=max_size)
+
+
+env_values = carried_text()
 semvers = st.builds(
     lambda a, b, c, pre: f"{a}.{b}.{c}" + (f"-{pre}" if pre else ""),
     st.integers(0, 99),
@@ -192,7 +200,11 @@ def valid_manifests(draw: st.DrawFn) -> dict[str, Any]:
         data["build_env"] = draw(st.dictionaries(env_names, env_values, max_size=4))
     if draw(st.booleans()):
         data["labels"] = draw(
-            st.dictionaries(st.text(min_size=1, max_size=10), st.text(max_size=20), max_size=4)
+            st.dictionaries(
+                carried_text(1, 10),
+                carried_text(),
+                max_size=4,
+            )
         )
     if draw(st.booleans()):
         cpu = sorted(

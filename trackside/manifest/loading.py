@@ -12,6 +12,7 @@ from typing import Any
 from pydantic import ValidationError
 
 from trackside.manifest.errors import FieldError, ManifestError
+from trackside.manifest.limits import limit_errors
 from trackside.manifest.merging import deep_merge, plain_copy
 from trackside.manifest.model import Manifest, attach_warnings, manifest_error_from_validation, sort_by_field
 from trackside.manifest.normalising import normalise
@@ -93,6 +94,9 @@ def _document(data: Mapping[str, Any] | str, source: str | None, origin: str | N
             ) from None
     if not isinstance(data, Mapping):
         raise ManifestError([FieldError("", data, _EXPECTED_DOCUMENT, origin=origin)], source)
+    beyond_limits = limit_errors(data)  # before anything walks it recursively
+    if beyond_limits:
+        raise ManifestError(sort_by_field(beyond_limits), source)
     copied: dict[Any, Any] = plain_copy(data)
     return copied
 
