@@ -5,7 +5,8 @@ from __future__ import annotations
 from datetime import datetime
 from typing import Any
 
-from fastapi import APIRouter, Request
+import msgspec
+from fastapi import APIRouter, Request, Response
 
 from lifecycle.store import deployments as deployment_store
 from lifecycle.store import jobs as job_store
@@ -46,12 +47,14 @@ def job_dto(job: Job | job_store.JobSummary, pub_url: str) -> dict[str, Any]:
     return body
 
 
-@router.get("/job")
-def list_jobs(request: Request, subject: CurrentSubject) -> list[dict[str, Any]]:
+@router.get("/job", response_model=list[dict[str, Any]])
+def list_jobs(request: Request, subject: CurrentSubject) -> Response:
     require(request, subject, Scope.READ_JOB)
     plane = control_plane(request)
     with plane.db.session() as session:
-        return [job_dto(job, plane.pub_url) for job in job_store.list_job_summaries(session)]
+        jobs = [job_dto(job, plane.pub_url) for job in job_store.list_job_summaries(session)]
+    # encoded directly: FastAPI's per-item response validation costs more than the query itself
+    return Response(msgspec.json.encode(jobs), media_type="application/json")
 
 
 def find_job(request: Request, name: str, version: str) -> Job:

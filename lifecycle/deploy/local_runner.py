@@ -200,6 +200,11 @@ class LocalRunner:
                 return ready
         return []
 
+    def versions(self) -> list[tuple[str, str]]:
+        """(name, version) of everything this runner runs now."""
+        with self._lock:
+            return [key for key, generations in self._generations.items() if generations]
+
     def generations(self, name: str, version: str) -> list[int]:
         with self._lock:
             return [g.spec.deployment_timestamp for g in self._generations.get((name, version), ())]

@@ -70,6 +70,10 @@ class Runner(Protocol):
         """The ready replicas of the newest generation that has any: what a gateway should call."""
         ...
 
+    def versions(self) -> list[tuple[str, str]]:
+        """(name, version) of everything this runner runs now."""
+        ...
+
     def generations(self, name: str, version: str) -> list[int]:
         """Deployment timestamps of the running generations, oldest first."""
         ...
