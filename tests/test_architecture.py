@@ -31,3 +31,36 @@ def test_the_wrapper_imports_nothing_of_the_platform() -> None:
 def test_sample_jobs_import_only_the_wrapper_of_trackside() -> None:
     for path in sorted((REPO / "sample-jobs").rglob("*.py")):
         assert not _imported_packages(path) & PLATFORM, path
+
+
+def _package_files(package: str) -> list[Path]:
+    return sorted((REPO / package).rglob("*.py"))
+
+
+def _eager_launcher_imports(path: Path) -> list[str]:
+    """Module-level imports of trackside's embedded launcher modules (they must stay lazy)."""
+    tree = ast.parse(path.read_text(), filename=str(path))
+    found = []
+    for node in tree.body:
+        if isinstance(node, ast.ImportFrom) and (node.module or "").split(".")[-1].startswith("embedded"):
+            found.append(node.module or "")
+    return found
+
+
+def test_gateway_and_lifecycle_do_not_import_each_other() -> None:
+    rules = {"pub": {"lifecycle", "dashboard"}, "lifecycle": {"pub", "dashboard"}}
+    offenders = {
+        str(f.relative_to(REPO)): sorted(_imported_packages(f) & forbidden)
+        for package, forbidden in rules.items()
+        for f in _package_files(package)
+    }
+    assert {f: p for f, p in offenders.items() if p} == {}
+
+
+def test_the_cli_package_reaches_the_platform_only_through_the_embedded_launcher() -> None:
+    platform = {"lifecycle", "pub", "dashboard"}
+    for path in _package_files("trackside"):
+        if path.name.startswith("embedded"):
+            continue  # loaded lazily by `trackside up`, the one command that runs the platform
+        assert not _imported_packages(path) & platform, path
+        assert _eager_launcher_imports(path) == [], f"{path} imports the launcher at module level"
