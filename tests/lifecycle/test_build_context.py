@@ -14,21 +14,15 @@ from dataclasses import dataclass
 from pathlib import Path, PurePosixPath
 from typing import Any
 
-import httpx
 import pytest
 import yaml
-from fastapi.testclient import TestClient
 
-from lifecycle.api.app import create_app
-from lifecycle.config import LifecycleConfig
-from lifecycle.control_plane import ControlPlane
 from lifecycle.deploy.source import MAX_CONTEXT_BYTES, pack_build_context
-from lifecycle.secrets import SecretBox
 from lifecycle.store import jobs as job_store
 from tests.conftest import SAMPLE_JOBS
 from tests.gitservers import file_url, make_repo
+from tests.lifecycle.platform import API, Platform, running_platform
 
-API = "/api/v1"
 ADDER = SAMPLE_JOBS / "adder"
 
 
@@ -45,68 +39,15 @@ def adder_manifest(name: str, **changes: Any) -> dict[str, Any]:
     return body
 
 
-class Platform:
-    def __init__(self, client: TestClient, plane: ControlPlane, token: str) -> None:
-        self.client = client
-        self.plane = plane
-        self.token = token
-        self.data = plane.config.data_dir
-
-    def headers(self) -> dict[str, str]:
-        return {"X-Racetrack-Auth": self.token}
-
-    def deploy(self, manifest: dict[str, Any], build_context: str) -> str:
-        r = self.client.post(
-            f"{API}/deploy",
-            json={"manifest": manifest, "build_context": build_context},
-            headers=self.headers(),
-        )
-        assert r.status_code == 202, r.text
-        deployment_id: str = r.json()["id"]
-        return deployment_id
-
-    def wait(self, deployment_id: str, timeout: float = 180) -> dict[str, Any]:
-        deadline = time.monotonic() + timeout
-        while True:
-            r = self.client.get(f"{API}/deploy/{deployment_id}", headers=self.headers())
-            assert r.status_code == 200, r.text
-            body: dict[str, Any] = r.json()
-            if body["status"] != "in_progress":
-                return body
-            assert time.monotonic() < deadline, f"deployment still {body['phase']} after {timeout}s"
-            time.sleep(0.05)
-
-    def build_log(self, name: str) -> str:
-        r = self.client.get(f"{API}/job/{name}/latest/build-logs", headers=self.headers())
-        assert r.status_code == 200, r.text
-        logs: str = r.json()["logs"]
-        return logs
-
-    def call(self, name: str, numbers: list[float]) -> Any:
-        replicas = self.plane.runner.serving(name, "0.0.1")
-        assert replicas, f"{name} has no ready replica"
-        return httpx.post(replicas[0].address + "/api/v1/perform", json={"numbers": numbers}).json()
-
-    def files(self) -> set[Path]:
-        """Everything under the data dir's workspaces/ and code/."""
-        return {p for top in ("workspaces", "code") for p in (self.data / top).rglob("*")}
+def data_files(platform: Platform) -> set[Path]:
+    """Everything under the data dir's workspaces/ and code/."""
+    return {p for top in ("workspaces", "code") for p in (platform.data / top).rglob("*")}
 
 
 @pytest.fixture(scope="module")
 def platform(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Platform]:
-    data = tmp_path_factory.mktemp("lifecycle-data")
-    config = LifecycleConfig(
-        data_dir=data,
-        database_url=f"sqlite:///{data / 'trackside.db'}",
-        secret_key=SecretBox.generate_key(),
-        allow_file_remotes=True,
-    )
-    plane = ControlPlane(config, pub_url="http://127.0.0.1:7200/pub")
-    report = plane.start()
-    assert report.admin_token
-    with TestClient(create_app(plane)) as client:
-        yield Platform(client, plane, report.admin_token)
-    plane.stop()
+    with running_platform(tmp_path_factory.mktemp("lifecycle-data")) as p:
+        yield p
 
 
 @pytest.fixture(scope="module")
@@ -115,11 +56,11 @@ def adder_context() -> str:
 
 
 def test_a_job_deploys_from_its_packed_directory(platform: Platform, adder_context: str) -> None:
-    deployment_id = platform.deploy(adder_manifest("ctx-adder"), adder_context)
+    deployment_id = platform.deploy(adder_manifest("ctx-adder"), build_context=adder_context)
     result = platform.wait(deployment_id)
     assert result["status"] == "done", result
     assert result["job"]["pub_url"] == "http://127.0.0.1:7200/pub/job/ctx-adder/0.0.1"
-    assert platform.call("ctx-adder", [40, 2]) == 42
+    assert platform.call("ctx-adder", {"numbers": [40, 2]}) == 42
     log = platform.build_log("ctx-adder")
     assert "using the build context uploaded with the request" in log
     assert "git:" not in log and "fetched commit" not in log
@@ -144,20 +85,22 @@ def test_a_file_remote_with_a_build_context_deploys_the_context(
         )
         assert refused.status_code == 400 and "file:// remotes are not allowed" in refused.json()["error"]
         # ... takes the same manifest with a build context: the remote is not used at all
-        result = platform.wait(platform.deploy(manifest, adder_context))
+        result = platform.wait(platform.deploy(manifest, build_context=adder_context))
     finally:
         settings.allow_file_remotes = True
     assert result["status"] == "done", result
-    assert platform.call("ctx-over-git", [40, 2]) == 42  # the context's code, not the repository's
+    assert (
+        platform.call("ctx-over-git", {"numbers": [40, 2]}) == 42
+    )  # the context's code, not the repository's
     log = platform.build_log("ctx-over-git")
     assert "using the build context uploaded with the request" in log
     assert "git:" not in log and "fetched commit" not in log
 
     # and where file:// remotes are allowed, the context wins just the same
     manifest = adder_manifest("ctx-over-git-allowed", git={"remote": file_url(repo)})
-    result = platform.wait(platform.deploy(manifest, adder_context))
+    result = platform.wait(platform.deploy(manifest, build_context=adder_context))
     assert result["status"] == "done", result
-    assert platform.call("ctx-over-git-allowed", [1, 2]) == 3
+    assert platform.call("ctx-over-git-allowed", {"numbers": [1, 2]}) == 3
 
 
 # ---- archives that are refused ------------------------------------------------------------------
@@ -289,8 +232,8 @@ REFUSED: dict[str, tuple[Callable[[], str], str]] = {
 def test_an_unsafe_or_oversized_context_fails_and_leaves_nothing(platform: Platform, case: str) -> None:
     make, error = REFUSED[case]
     name = f"ctx-{case}"
-    files_before = platform.files()
-    deployment_id = platform.deploy(adder_manifest(name), make())
+    files_before = data_files(platform)
+    deployment_id = platform.deploy(adder_manifest(name), build_context=make())
     result = platform.wait(deployment_id, timeout=60)
 
     assert result["status"] == "failed", result
@@ -302,7 +245,7 @@ def test_an_unsafe_or_oversized_context_fails_and_leaves_nothing(platform: Platf
     with platform.plane.db.session() as session:
         assert job_store.get_job(session, name, "0.0.1") is None
     assert platform.plane.runner.replicas(name, "0.0.1") == []
-    assert platform.files() == files_before, platform.files() ^ files_before
+    assert data_files(platform) == files_before, data_files(platform) ^ files_before
     assert not (platform.data / "workspaces" / deployment_id).exists()
     # ... and nothing written where the archive pointed
     for place in (platform.data, platform.data / "workspaces", Path("/tmp"), Path("/tmp") / OUTSIDE):

@@ -7,18 +7,13 @@ import signal
 import time
 from collections.abc import Iterator
 from pathlib import Path
-from typing import Any
 
 import httpx
 import pytest
-from fastapi.testclient import TestClient
 
-from lifecycle.api.app import create_app
-from lifecycle.config import LifecycleConfig
-from lifecycle.control_plane import ControlPlane
-from lifecycle.secrets import SecretBox
 from tests.conftest import SAMPLE_JOBS
 from tests.gitservers import GitHttpsServer, commit_files, file_url, make_repo
+from tests.lifecycle.platform import Platform, job_manifest, running_platform
 
 ADDER_FILES = {
     "entrypoint.py": (SAMPLE_JOBS / "adder" / "entrypoint.py").read_text(),
@@ -26,70 +21,15 @@ ADDER_FILES = {
 }
 
 
-def manifest(name: str, remote: str, **extra: Any) -> dict[str, Any]:
-    body: dict[str, Any] = {
-        "name": name,
-        "owner_email": "sample@example.com",
-        "jobtype": "python3:latest",
-        "version": "0.0.1",
-        "git": {"remote": remote},
-        "jobtype_extra": {"entrypoint_path": "entrypoint.py"},
-    }
-    body.update(extra)
-    return body
-
-
-class Platform:
-    def __init__(self, client: TestClient, plane: ControlPlane, token: str) -> None:
-        self.client = client
-        self.plane = plane
-        self.token = token
-
-    def headers(self, token: str | None = None) -> dict[str, str]:
-        return {"X-Racetrack-Auth": token or self.token}
-
-    def deploy(self, body: dict[str, Any], token: str | None = None) -> httpx.Response:
-        return self.client.post("/api/v1/deploy", json={"manifest": body}, headers=self.headers(token))
-
-    def wait(self, deployment_id: str, timeout: float = 180) -> dict[str, Any]:
-        deadline = time.monotonic() + timeout
-        while True:
-            r = self.client.get(f"/api/v1/deploy/{deployment_id}", headers=self.headers())
-            assert r.status_code == 200, r.text
-            body: dict[str, Any] = r.json()
-            if body["status"] != "in_progress":
-                return body
-            assert time.monotonic() < deadline, f"deployment still {body['phase']} after {timeout}s"
-            time.sleep(0.2)
-
-    def deploy_and_wait(self, body: dict[str, Any]) -> dict[str, Any]:
-        r = self.deploy(body)
-        assert r.status_code == 202, r.text
-        return self.wait(r.json()["id"])
-
-    def address(self, name: str, version: str = "0.0.1") -> str:
-        replicas = self.plane.runner.serving(name, version)
-        assert replicas, f"{name} {version} has no ready replica"
-        return replicas[0].address
+manifest = job_manifest
 
 
 @pytest.fixture(scope="module")
 def platform(
     tmp_path_factory: pytest.TempPathFactory, git_https_server: GitHttpsServer
 ) -> Iterator[Platform]:
-    data = tmp_path_factory.mktemp("lifecycle-data")
-    config = LifecycleConfig(
-        data_dir=data,
-        database_url=f"sqlite:///{data / 'trackside.db'}",
-        secret_key=SecretBox.generate_key(),
-        allow_file_remotes=True,
-    )
-    plane = ControlPlane(config, pub_url="http://127.0.0.1:7200/pub", git_env=git_https_server.git_env)
-    report = plane.start()
-    assert report.admin_token
-    with TestClient(create_app(plane)) as client:
-        yield Platform(client, plane, report.admin_token)
-    plane.stop()
+    with running_platform(tmp_path_factory.mktemp("lifecycle-data"), git_env=git_https_server.git_env) as p:
+        yield p
 
 
 @pytest.fixture(scope="module")
@@ -129,7 +69,7 @@ def test_deploy_from_a_file_repository_runs_the_job(platform: Platform, adder_re
 
 def test_redeploy_needs_force_and_reuses_the_environment(platform: Platform, adder_repo: Path) -> None:
     body = manifest("adder", file_url(adder_repo))
-    conflict = platform.deploy(body)
+    conflict = platform.post_deploy(body)
     assert conflict.status_code == 409 and "already exists" in conflict.json()["error"]
 
     commit_files(
@@ -301,7 +241,7 @@ def test_a_second_deploy_of_a_version_in_progress_gets_409(platform: Platform, t
         },
     )
     body = manifest("slowpoke", file_url(slow))
-    first = platform.deploy(body)
+    first = platform.post_deploy(body)
     assert first.status_code == 202
     second = platform.client.post(
         "/api/v1/deploy", json={"manifest": body, "force": True}, headers=platform.headers()
@@ -315,7 +255,7 @@ def test_a_second_deploy_of_a_version_in_progress_gets_409(platform: Platform, t
 
 
 def test_unknown_job_type_and_swagger_at_the_root(platform: Platform, adder_repo: Path) -> None:
-    r = platform.deploy(
+    r = platform.post_deploy(
         manifest(
             "golang-job", file_url(adder_repo), jobtype="golang:latest", jobtype_extra={"gin_mode": "release"}
         )

@@ -1,0 +1,112 @@
+"""A lifecycle for tests: a ControlPlane on a private data dir behind the real API, and a client
+that deploys, waits for deployments and calls the jobs they start."""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Any
+
+import httpx
+from fastapi.testclient import TestClient
+
+from lifecycle.api.app import create_app
+from lifecycle.config import LifecycleConfig
+from lifecycle.control_plane import ControlPlane
+from lifecycle.secrets import SecretBox
+
+API = "/api/v1"
+
+
+def test_config(data_dir: Path, allow_file_remotes: bool = True) -> LifecycleConfig:
+    return LifecycleConfig(
+        data_dir=data_dir,
+        database_url=f"sqlite:///{data_dir / 'trackside.db'}",
+        secret_key=SecretBox.generate_key(),
+        allow_file_remotes=allow_file_remotes,
+    )
+
+
+def job_manifest(name: str, remote: str, **extra: Any) -> dict[str, Any]:
+    body: dict[str, Any] = {
+        "name": name,
+        "owner_email": "sample@example.com",
+        "jobtype": "python3:latest",
+        "version": "0.0.1",
+        "git": {"remote": remote},
+        "jobtype_extra": {"entrypoint_path": "entrypoint.py"},
+    }
+    body.update(extra)
+    return body
+
+
+class Platform:
+    def __init__(self, client: TestClient, plane: ControlPlane, token: str) -> None:
+        self.client = client
+        self.plane = plane
+        self.token = token
+        self.data = plane.config.data_dir
+
+    def headers(self, token: str | None = None) -> dict[str, str]:
+        return {"X-Racetrack-Auth": token or self.token}
+
+    def post_deploy(self, manifest: dict[str, Any], token: str | None = None, **body: Any) -> httpx.Response:
+        return self.client.post(
+            f"{API}/deploy", json={"manifest": manifest, **body}, headers=self.headers(token)
+        )
+
+    def deploy(self, manifest: dict[str, Any], **body: Any) -> str:
+        """Start a deployment (body: force, build_context, secret_vars ...); its id."""
+        r = self.post_deploy(manifest, **body)
+        assert r.status_code == 202, r.text
+        deployment_id: str = r.json()["id"]
+        return deployment_id
+
+    def wait(self, deployment_id: str, timeout: float = 180) -> dict[str, Any]:
+        deadline = time.monotonic() + timeout
+        while True:
+            r = self.client.get(f"{API}/deploy/{deployment_id}", headers=self.headers())
+            assert r.status_code == 200, r.text
+            body: dict[str, Any] = r.json()
+            if body["status"] != "in_progress":
+                return body
+            assert time.monotonic() < deadline, f"deployment still {body['phase']} after {timeout}s"
+            time.sleep(0.05)
+
+    def deploy_and_wait(self, manifest: dict[str, Any], **body: Any) -> dict[str, Any]:
+        return self.wait(self.deploy(manifest, **body))
+
+    def build_log(self, name: str, version: str = "latest") -> str:
+        r = self.client.get(f"{API}/job/{name}/{version}/build-logs", headers=self.headers())
+        assert r.status_code == 200, r.text
+        logs: str = r.json()["logs"]
+        return logs
+
+    def address(self, name: str, version: str = "0.0.1") -> str:
+        replicas = self.plane.runner.serving(name, version)
+        assert replicas, f"{name} {version} has no ready replica"
+        return replicas[0].address
+
+    def call(self, name: str, payload: dict[str, Any], version: str = "0.0.1") -> Any:
+        r = httpx.post(self.address(name, version) + "/api/v1/perform", json=payload, timeout=10)
+        assert r.status_code == 200, r.text
+        return r.json()
+
+
+@contextmanager
+def running_platform(
+    data_dir: Path,
+    pub_url: str = "http://127.0.0.1:7200/pub",
+    git_env: dict[str, str] | None = None,
+    allow_file_remotes: bool = True,
+) -> Iterator[Platform]:
+    plane = ControlPlane(test_config(data_dir, allow_file_remotes), pub_url=pub_url, git_env=git_env)
+    report = plane.start()
+    assert report.admin_token
+    try:
+        with TestClient(create_app(plane)) as client:
+            yield Platform(client, plane, report.admin_token)
+    finally:
+        plane.stop()
