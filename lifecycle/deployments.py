@@ -14,6 +14,9 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from sqlalchemy.orm import Session
+
+from lifecycle import family_tokens
 from lifecycle.auth import permissions, public_endpoints
 from lifecycle.auth.subjects import Subject
 from lifecycle.deploy.builder import BuildResult
@@ -227,8 +230,17 @@ class DeploymentService:
             no_cache=request.no_cache,
         )
 
-    def runtime_env(self, manifest: Manifest, secrets: dict[str, str]) -> dict[str, str]:
-        return {**manifest.runtime_env, **secrets, "PUB_URL": self.pub_url}
+    def runtime_env(
+        self, manifest: Manifest, secrets: dict[str, str], session: Session | None = None
+    ) -> dict[str, str]:
+        """The job's environment: its runtime env and secrets, the gateway's URL and its family's
+        token for chain calls (`session`: the caller's open unit of work, if any)."""
+        auth_token = (
+            family_tokens.family_token(self.db, self.secrets, manifest.name)
+            if session is None
+            else family_tokens.family_token_in(session, self.secrets, manifest.name)
+        )
+        return {**manifest.runtime_env, **secrets, "PUB_URL": self.pub_url, "AUTH_TOKEN": auth_token}
 
     def _register_starting_job(
         self, session: Any, manifest: Manifest, deployment_id: str, actor: str
@@ -351,7 +363,7 @@ class DeploymentService:
                         replicas=job.replicas,
                         build=build,
                         env=self.runtime_env(
-                            manifest, dict(runtime_secrets.reveal()) if runtime_secrets else {}
+                            manifest, dict(runtime_secrets.reveal()) if runtime_secrets else {}, session
                         ),
                         manifest_yaml=job.manifest_yaml,
                     )

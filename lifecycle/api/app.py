@@ -19,6 +19,7 @@ from . import (
     errors,
     escs,
     families,
+    gateway,
     info,
     jobs,
     metrics,
@@ -63,6 +64,7 @@ def create_app(plane: ControlPlane, stop_on_shutdown: bool = False) -> FastAPI:
         audit.router,
         public_endpoints.router,
         streams.router,
+        gateway.router,
     ):
         api.include_router(router)
     for prefix in PREFIXES:
