@@ -16,7 +16,7 @@ import time
 from pathlib import Path
 from typing import Any
 
-from . import lifecycle, racetrack, report, servers
+from . import gateway, lifecycle, racetrack, report, servers
 from .lifecycle import LIFECYCLE_KEYS, LifecycleFailed, LifecycleSettings, LifecycleUnavailable
 from .load import Wrk, WrkFailed, WrkMissing, ensure_wrk, wrk_version
 from .processes import Cores, ServerFailed, terminate_on_sigterm
@@ -27,6 +27,7 @@ from .suite import Settings, Suite
 EXIT_PREREQUISITE = 3
 KEPT_LOG_RUNS = 5
 WRAPPER_KEYS = frozenset({*SERVER_KEYS, REJECT_KEY})
+GATEWAY_KEY = "gateway"
 # `--only lifecycle` (and `--lifecycle`) stand for all of LIFECYCLE_KEYS
 LIFECYCLE_ALIAS = "lifecycle"
 
@@ -45,10 +46,11 @@ def _only(text: str) -> frozenset[str]:
     chosen = {part.strip().lower() for part in text.split(",") if part.strip()}
     if LIFECYCLE_ALIAS in chosen:
         chosen = (chosen - {LIFECYCLE_ALIAS}) | set(LIFECYCLE_KEYS)
-    unknown = chosen - WRAPPER_KEYS - set(LIFECYCLE_KEYS)
+    unknown = chosen - WRAPPER_KEYS - set(LIFECYCLE_KEYS) - {GATEWAY_KEY}
     if unknown or not chosen:
         raise argparse.ArgumentTypeError(
-            f"choose from a, b, c, d, 429, deploy, fleet, listing (or lifecycle for the last three); got {text!r}"
+            "choose from a, b, c, d, 429, deploy, fleet, listing (or lifecycle for those three), gateway; "
+            f"got {text!r}"
         )
     return frozenset(chosen)
 
@@ -79,7 +81,7 @@ def _parser() -> argparse.ArgumentParser:
     selection.add_argument(
         "--only",
         type=_only,
-        default=WRAPPER_KEYS | set(LIFECYCLE_KEYS),
+        default=WRAPPER_KEYS | set(LIFECYCLE_KEYS) | {GATEWAY_KEY},
         help="comma-separated subset of a,b,c,d,429,deploy,fleet,listing; `lifecycle` stands for the "
         "last three (default all)",
     )
@@ -267,6 +269,27 @@ def run(argv: list[str] | None = None) -> int:
                 results.environment["load_average_at_end"] = list(os.getloadavg())
                 texts.append(report.render(results))
                 output.update(report.to_json(results))
+            if GATEWAY_KEY in only:
+                try:
+                    gateway_results = gateway.run(
+                        Wrk(ensure_wrk(), cores.load, args.work_dir),
+                        args.work_dir,
+                        settings.concurrency,
+                        settings.duration_s,
+                        settings.warmup_s,
+                        cores.server,
+                    )
+                except (LifecycleFailed, gateway.NginxMissing, WrkFailed, RuntimeError) as e:
+                    print(f"error: {e}", file=sys.stderr)
+                    failed = True
+                else:
+                    texts.append(gateway.render(gateway_results))
+                    texts.append(
+                        "\n".join(
+                            ["Gateway targets", "", *(r.line() for r in gateway.ratios(gateway_results))]
+                        )
+                    )
+                    output["gateway"] = gateway.to_json(gateway_results)
             if lifecycle_settings.sections:
                 try:
                     measured = lifecycle.run(

@@ -19,6 +19,7 @@ _SCRIPT = """
 wrk.method = "POST"
 wrk.body = [==[%(body)s]==]
 wrk.headers["Content-Type"] = "application/json"
+%(extra_headers)s
 
 local threads = {}
 function setup(thread)
@@ -125,9 +126,13 @@ class Wrk:
         self.core = core
         self.work_dir = work_dir
 
-    def _script(self, body: bytes, count_statuses: bool) -> Path:
+    def _script(self, body: bytes, count_statuses: bool, headers: dict[str, str] | None = None) -> Path:
         self.work_dir.mkdir(parents=True, exist_ok=True)
+        extra = "\n".join(
+            f"wrk.headers[ [==[{name}]==] ] = [==[{value}]==]" for name, value in (headers or {}).items()
+        )
         text = _SCRIPT % {
+            "extra_headers": extra,
             "body": body.decode(),
             "status_hooks": _STATUS_HOOKS if count_statuses else "",
             "marker": RESULT_MARKER,
@@ -137,13 +142,19 @@ class Wrk:
         return Path(f.name)
 
     def run(
-        self, url: str, body: bytes, concurrency: int, duration_s: int, count_statuses: bool = False
+        self,
+        url: str,
+        body: bytes,
+        concurrency: int,
+        duration_s: int,
+        count_statuses: bool = False,
+        headers: dict[str, str] | None = None,
     ) -> LoadResult:
         """POST `body` to `url` over `concurrency` keep-alive connections for `duration_s` seconds.
 
         wrk only takes whole seconds, so the duration is an int.
         """
-        script = self._script(body, count_statuses)
+        script = self._script(body, count_statuses, headers)
         try:
             command = [
                 self.executable,

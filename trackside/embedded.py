@@ -1,8 +1,10 @@
-"""`trackside up`: the whole platform in one process (today: the lifecycle; the gateway and the
-dashboard join as they are built). The platform is imported lazily: the CLI must start fast."""
+"""`trackside up`: the whole platform in one process (today: the lifecycle at /lifecycle and the
+gateway at /pub; the dashboard joins when it is built). The platform is imported lazily: the CLI
+must start fast."""
 
 from __future__ import annotations
 
+import gc
 import logging
 import os
 import sys
@@ -15,6 +17,12 @@ def up(port: int, data_dir: Path | None, host: str = "127.0.0.1") -> None:
     from lifecycle.api.app import create_app
     from lifecycle.config import LifecycleConfig
     from lifecycle.control_plane import ControlPlane
+    from pub.app import Gateway, GatewayConfig
+    from pub.async_calls import AsyncCalls
+    from pub.async_runner import AsyncSettings
+    from pub.dispatch import PathDispatcher
+    from trackside.embedded_async_store import EmbeddedAsyncStore
+    from trackside.embedded_registry import EmbeddedRegistry
 
     logging.basicConfig(
         level=os.environ.get("LOG_LEVEL", "INFO").upper(),
@@ -28,19 +36,32 @@ def up(port: int, data_dir: Path | None, host: str = "127.0.0.1") -> None:
     config = LifecycleConfig.from_env(embedded=True, environ=environ)
     base = f"http://{host}:{port}"
     plane = ControlPlane(config, pub_url=f"{base}/pub")
+    registry = EmbeddedRegistry(plane)
+    gateway = Gateway(registry, GatewayConfig.from_env(environ))
+    async_calls = AsyncCalls(registry, EmbeddedAsyncStore(plane.db), AsyncSettings.from_env(environ))
     report = plane.start()
     token_file = config.data_dir / "admin-token"
     print(f"Trackside is up: lifecycle {base}/lifecycle  (API docs {base}/lifecycle/docs)", flush=True)
+    print(f"gateway: {base}/pub/job/NAME/VERSION/...", flush=True)
     print(f"data directory: {config.data_dir}", flush=True)
     if report.admin_token:
         print(f"admin token (shown once, also in {token_file}): {report.admin_token}", flush=True)
     else:
         print(f"admin token: see {token_file}", flush=True)
+    # everything loaded so far lives as long as the process: keep it out of the collector's full
+    # passes, which otherwise stall the gateway's event loop for tens of ms under load (p99)
+    gc.collect()
+    gc.freeze()
     try:
         uvicorn.run(
-            create_app(plane, stop_on_shutdown=True),
+            # longest prefix first: the dispatcher takes the first that matches
+            PathDispatcher(
+                {"/pub/async": async_calls, "/pub": gateway}, create_app(plane, stop_on_shutdown=True)
+            ),
             host=host,
             port=port,
+            http="httptools",
+            ws="wsproto",
             log_config=None,
             access_log=False,
             timeout_graceful_shutdown=10,

@@ -1,0 +1,152 @@
+"""`trackside up` as a real process: the gateway at /pub next to the lifecycle at /lifecycle on
+one port, and a chain call from one job to another through the job's PUB_URL."""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+from typing import Any
+
+import httpx
+
+from tests.conftest import SAMPLE_JOBS, free_port
+from tests.gitservers import file_url, make_repo
+
+# like sample-jobs/chain, without an input example (its check would call adder before the chain
+# family may: the grant needs the family, which exists once chain is deployed)
+CHAIN = """
+from trackside_wrapper import call_job
+
+
+class Chain:
+    def perform(self, numbers: list[float], factor: float = 2) -> dict:
+        total = call_job("adder", payload={"numbers": numbers})
+        return {"sum": total, "scaled": total * factor}
+"""
+
+
+def manifest(name: str, repo: Path, **extra: Any) -> dict[str, Any]:
+    return {
+        "name": name,
+        "owner_email": "sample@example.com",
+        "jobtype": "python3:latest",
+        "version": "0.0.1",
+        "git": {"remote": file_url(repo)},
+        "jobtype_extra": {"entrypoint_path": "entrypoint.py"},
+        **extra,
+    }
+
+
+def test_trackside_up_serves_the_gateway_and_chain_calls(tmp_path: Path) -> None:
+    port = free_port()
+    url = f"http://127.0.0.1:{port}"
+    log = tmp_path / "up.log"
+    env = {**os.environ, "PYTHONUNBUFFERED": "1", "TRACKSIDE_PUB_UPSTREAM_TIMEOUT": "30"}
+    with open(log, "wb") as out:
+        process = subprocess.Popen(
+            [
+                sys.executable,
+                "-m",
+                "trackside",
+                "up",
+                "--port",
+                str(port),
+                "--data-dir",
+                str(tmp_path / "data"),
+            ],
+            stdout=out,
+            stderr=subprocess.STDOUT,
+            env=env,
+        )
+    try:
+        deadline = time.monotonic() + 60
+        while True:
+            try:
+                if httpx.get(f"{url}/pub/ready").status_code == 200:
+                    break
+            except httpx.TransportError:
+                pass
+            assert process.poll() is None and time.monotonic() < deadline, log.read_text()
+            time.sleep(0.1)
+        token = (tmp_path / "data" / "admin-token").read_text().strip()
+        auth = {"X-Racetrack-Auth": token}
+        api = httpx.Client(base_url=f"{url}/lifecycle/api/v1", headers=auth, timeout=30)
+        assert httpx.get(f"{url}/lifecycle/live").json()["service"] == "lifecycle"
+        assert "gateway: " in log.read_text()
+
+        adder = make_repo(
+            tmp_path / "adder", {"entrypoint.py": (SAMPLE_JOBS / "adder" / "entrypoint.py").read_text()}
+        )
+        chain = make_repo(tmp_path / "chain", {"entrypoint.py": CHAIN})
+        ids = [
+            api.post(
+                "/deploy",
+                json={"manifest": manifest("adder", adder, runtime_env={"LOG_CALLER_NAME": "true"})},
+            ),
+            api.post("/deploy", json={"manifest": manifest("chain", chain)}),
+        ]
+        for r in ids:
+            assert r.status_code == 202, r.text
+            deadline = time.monotonic() + 120
+            while (body := api.get(f"/deploy/{r.json()['id']}").json())["status"] == "in_progress":
+                assert time.monotonic() < deadline, body
+                time.sleep(0.1)
+            assert body["status"] == "done", body
+            assert body["job"]["pub_url"].startswith(f"{url}/pub/job/")
+
+        r = httpx.post(f"{url}/pub/job/adder/latest/api/v1/perform", json={"numbers": [40, 2]}, headers=auth)
+        assert r.status_code == 200 and r.json() == 42, r.text
+
+        chained = f"{url}/pub/job/chain/0.0.1/api/v1/perform"
+        r = httpx.post(chained, json={"numbers": [1]}, headers=auth, timeout=30)
+        assert r.status_code == 500 and "403" in r.text and "Job family chain" in r.text, r.text
+        grant = {
+            "subject_type": "family",
+            "subject_name": "chain",
+            "scope": "call_job",
+            "job_family": "adder",
+        }
+        assert api.post("/permissions", json=grant).status_code in (200, 201)
+        r = httpx.post(
+            chained,
+            json={"numbers": [40, 2], "factor": 2},
+            headers={**auth, "X-Request-Tracing-Id": "chain-trace-1"},
+            timeout=30,
+        )
+        assert r.status_code == 200 and r.json() == {"sum": 42.0, "scaled": 84.0}, r.text
+        assert r.headers["x-request-tracing-id"] == "chain-trace-1"
+        deadline = time.monotonic() + 10
+        while True:
+            logs = api.get("/job/adder/0.0.1/logs", params={"tail": 200}).json()["logs"]
+            line = next((x for x in logs.splitlines() if "chain-trace-1" in x), None)
+            if line is not None and "Job family chain" in line:
+                break
+            assert time.monotonic() < deadline, logs
+            time.sleep(0.1)
+
+        # async calls are served by the same `trackside up`
+        started = httpx.post(
+            f"{url}/pub/async/new/job/adder/latest/api/v1/perform",
+            json={"numbers": [1, 2]},
+            headers=auth,
+            timeout=30,
+        )
+        assert started.status_code == 201, started.text
+        task = started.json()["task_id"]
+        polled = httpx.get(
+            f"{url}/pub/async/task/{task}/poll", params={"timeout": 20}, headers=auth, timeout=30
+        )
+        assert polled.status_code == 200 and polled.json() == 3, polled.text
+        assert httpx.get(f"{url}/pub/async/task/{task}/status", headers=auth).json()["status"] == "done"
+
+        metrics = httpx.get(f"{url}/pub/metrics").text
+        assert 'pub_requests_total{job="adder",status="2xx",version="0.0.1"}' in metrics
+        assert 'pub_requests_total{job="chain",status="2xx",version="0.0.1"}' in metrics
+        api.close()
+    finally:
+        process.send_signal(signal.SIGTERM)
+        assert process.wait(30) in (0, -signal.SIGTERM), log.read_text()
