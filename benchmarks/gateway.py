@@ -248,9 +248,11 @@ def render(results: GatewayResults) -> str:
             )
     if results.auth_misses_during_load is not None:
         lines.append("")
+        served = sum(p.requests for p in results.points.get("gateway", []))
         lines.append(
-            f"auth cache misses while under load: {results.auth_misses_during_load:.0f} "
-            "(a cached decision makes no lifecycle or database call)"
+            f"auth cache misses while under load: {results.auth_misses_during_load:.0f} for {served} gateway "
+            "requests (a decision is looked up once per cache TTL, 5 s; a cached one makes no lifecycle "
+            "or database call)"
         )
     return "\n".join(lines)
 
