@@ -29,6 +29,7 @@ from lifecycle.store import jobs as job_store
 from lifecycle.store import secret_records
 from lifecycle.store.audit import record_event
 from lifecycle.store.database import Database
+from lifecycle.store.errors import AlreadyExists
 from lifecycle.store.models import DeploymentStatus, JobStatus, Scope, SecretKind
 from trackside.manifest import Manifest, ManifestError, manifest_to_dict, manifest_to_yaml, parse_manifest
 
@@ -267,9 +268,8 @@ class DeploymentService:
     ) -> None:
         previous: BuildResult | None = None
         actor = subject.description
+        self._grant_ownership(subject, manifest.name)
         with self.db.session() as session:
-            # Racetrack's default: whoever deploys a family may delete its versions
-            permissions.grant_family_owner(session, subject, manifest.name, actor=actor)
             job = job_store.require_job(session, manifest.name, manifest.version)
             if job.code_dir and job.environment_id and job.code_dir != str(build.code_dir):
                 previous = self.pipeline.builder.restore(job.environment_id, Path(job.code_dir))
@@ -303,6 +303,19 @@ class DeploymentService:
         if previous is not None:
             self.pipeline.builder.release(previous)
         logger.info("deployment %s: %s %s is running", deployment_id, manifest.name, manifest.version)
+
+    def _grant_ownership(self, subject: Subject, family: str) -> None:
+        """Racetrack's default: whoever deploys a family may delete its versions. In a unit of work
+        of its own: two first deploys of one family finishing together race to grant it, and the
+        loser's clash must not fail its deployment (the retry finds the permission granted)."""
+        for attempt in range(2):
+            try:
+                with self.db.session() as session:
+                    permissions.grant_family_owner(session, subject, family, actor=subject.description)
+                return
+            except AlreadyExists:
+                if attempt:
+                    raise
 
     def _failed(self, deployment_id: str, manifest: Manifest, error: str) -> None:
         with self.db.session() as session:

@@ -286,3 +286,10 @@ def test_public_endpoints_of_a_deploy_wait_for_approval(platform: Platform, adde
         "/api/v1/audit", params={"action": "public_endpoint.request"}, headers=platform.headers()
     ).json()
     assert any(e["target"] == "pub-adder 0.0.1" for e in audit["events"])
+
+
+def test_two_first_deploys_of_a_new_family_at_once_both_succeed(platform: Platform, adder_repo: Path) -> None:
+    # both grant their deployer the family's ownership when they finish: the second must not clash
+    ids = [platform.deploy(manifest("twins", file_url(adder_repo), version=v)) for v in ("1.0.0", "1.0.1")]
+    results = [platform.wait(i) for i in ids]
+    assert [r["status"] for r in results] == ["done", "done"], [r.get("error") for r in results]
