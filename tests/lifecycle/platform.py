@@ -20,7 +20,7 @@ from lifecycle.secrets import SecretBox
 API = "/api/v1"
 
 
-def test_config(data_dir: Path, allow_file_remotes: bool = True) -> LifecycleConfig:
+def lifecycle_config(data_dir: Path, allow_file_remotes: bool = True) -> LifecycleConfig:
     return LifecycleConfig(
         data_dir=data_dir,
         database_url=f"sqlite:///{data_dir / 'trackside.db'}",
@@ -102,7 +102,7 @@ def running_platform(
     git_env: dict[str, str] | None = None,
     allow_file_remotes: bool = True,
 ) -> Iterator[Platform]:
-    plane = ControlPlane(test_config(data_dir, allow_file_remotes), pub_url=pub_url, git_env=git_env)
+    plane = ControlPlane(lifecycle_config(data_dir, allow_file_remotes), pub_url=pub_url, git_env=git_env)
     report = plane.start()
     assert report.admin_token
     try:

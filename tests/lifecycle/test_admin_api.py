@@ -20,12 +20,11 @@ from lifecycle.api.app import create_app
 from lifecycle.auth import passwords
 from lifecycle.auth.admin import ensure_admin
 from lifecycle.auth.public_endpoints import is_public_endpoint, request_public_endpoints
-from lifecycle.config import LifecycleConfig
 from lifecycle.control_plane import ControlPlane
-from lifecycle.secrets import SecretBox
 from lifecycle.store import jobs as job_store
 from lifecycle.store.models import JobStatus
 from tests.db import count_queries
+from tests.lifecycle.platform import lifecycle_config
 
 PASSWORD = "correct horse battery"
 _names = itertools.count(1)
@@ -92,12 +91,7 @@ class Api:
 @pytest.fixture(scope="module")
 def api(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Api]:
     data = tmp_path_factory.mktemp("lifecycle-admin")
-    config = LifecycleConfig(
-        data_dir=data,
-        database_url=f"sqlite:///{data / 'trackside.db'}",
-        secret_key=SecretBox.generate_key(),
-        allow_file_remotes=True,
-    )
+    config = lifecycle_config(data)
     with pytest.MonkeyPatch.context() as patch:
         # argon2id with tiny parameters: the real ones cost about 0.1 s a hash
         patch.setattr(passwords, "hasher", PasswordHasher(time_cost=1, memory_cost=1024, parallelism=1))

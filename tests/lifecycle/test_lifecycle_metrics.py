@@ -13,10 +13,8 @@ from fastapi.testclient import TestClient
 from prometheus_client.parser import text_string_to_metric_families
 
 from lifecycle.api.app import create_app
-from lifecycle.config import LifecycleConfig
 from lifecycle.control_plane import ControlPlane
 from lifecycle.lifecycle_metrics import LifecycleMetrics, phase_durations
-from lifecycle.secrets import SecretBox
 from lifecycle.store import deployments as deployment_store
 from lifecycle.store import jobs as job_store
 from lifecycle.store.column_types import utcnow
@@ -25,6 +23,7 @@ from lifecycle.store.models import DeploymentStatus, JobStatus
 from tests.conftest import SAMPLE_JOBS
 from tests.db import count_queries
 from tests.gitservers import file_url, make_repo
+from tests.lifecycle.platform import lifecycle_config
 
 FETCH, BUILD, START, INIT, CHECK, DONE = (
     "fetching the source code",
@@ -169,12 +168,7 @@ def test_an_unreadable_store_still_answers_with_process_metrics(tmp_path: Path) 
 @pytest.fixture(scope="module")
 def platform(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[TestClient, str]]:
     data = tmp_path_factory.mktemp("lifecycle-metrics")
-    config = LifecycleConfig(
-        data_dir=data,
-        database_url=f"sqlite:///{data / 'trackside.db'}",
-        secret_key=SecretBox.generate_key(),
-        allow_file_remotes=True,
-    )
+    config = lifecycle_config(data)
     plane = ControlPlane(config, pub_url="http://127.0.0.1:7200/pub")
     report = plane.start()
     assert report.admin_token

@@ -23,13 +23,12 @@ from lifecycle.api.streams import _Cursor, _log_events, _overlap, sse
 from lifecycle.auth import grant, issue_token
 from lifecycle.auth.escs import create_esc
 from lifecycle.auth.subjects import esc_subject
-from lifecycle.config import LifecycleConfig
 from lifecycle.control_plane import ControlPlane
 from lifecycle.deploy.pipeline import PHASES
 from lifecycle.deploy.source import pack_build_context
-from lifecycle.secrets import SecretBox
 from lifecycle.store.models import Scope
 from tests.conftest import SAMPLE_JOBS, free_port
+from tests.lifecycle.platform import lifecycle_config
 
 API = "/api/v1"
 BROKEN_ENTRYPOINT = "import not_a_module_anywhere_xyz\n"
@@ -205,12 +204,7 @@ class Platform:
 @pytest.fixture(scope="module")
 def platform(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Platform]:
     data = tmp_path_factory.mktemp("lifecycle-data")
-    config = LifecycleConfig(
-        data_dir=data,
-        database_url=f"sqlite:///{data / 'trackside.db'}",
-        secret_key=SecretBox.generate_key(),
-        allow_file_remotes=True,
-    )
+    config = lifecycle_config(data)
     plane = ControlPlane(config, pub_url="http://127.0.0.1:7200/pub")
     report = plane.start()
     assert report.admin_token

@@ -22,9 +22,7 @@ from lifecycle.auth.escs import create_esc
 from lifecycle.auth.permissions import grant
 from lifecycle.auth.subjects import esc_subject
 from lifecycle.auth.tokens import issue_token
-from lifecycle.config import LifecycleConfig
 from lifecycle.control_plane import ControlPlane
-from lifecycle.secrets import SecretBox
 from lifecycle.store.database import Database
 from lifecycle.store.models import Scope
 from pub.async_calls import AsyncCalls
@@ -33,6 +31,7 @@ from pub.async_store import AsyncCallStore, NewAsyncTask
 from pub.registry import CallDecision, JobTarget, Registry
 from tests.conftest import free_port
 from tests.gitservers import file_url, make_repo
+from tests.lifecycle.platform import lifecycle_config
 from trackside.embedded_async_store import EmbeddedAsyncStore
 from trackside.embedded_registry import EmbeddedRegistry
 
@@ -159,12 +158,7 @@ def deploy(client: TestClient, admin_token: str, remote: str) -> None:
 @pytest.fixture(scope="module")
 def platform(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Platform]:
     data = tmp_path_factory.mktemp("async-lifecycle")
-    config = LifecycleConfig(
-        data_dir=data,
-        database_url=f"sqlite:///{data / 'trackside.db'}",
-        secret_key=SecretBox.generate_key(),
-        allow_file_remotes=True,
-    )
+    config = lifecycle_config(data)
     plane = ControlPlane(config, pub_url="http://127.0.0.1:7200/pub")
     report = plane.start()
     assert report.admin_token

@@ -24,14 +24,13 @@ from lifecycle import family_tokens
 from lifecycle.api.app import create_app
 from lifecycle.auth import passwords
 from lifecycle.auth.admin import ensure_admin
-from lifecycle.config import LifecycleConfig
 from lifecycle.control_plane import ControlPlane
-from lifecycle.secrets import SecretBox
 from lifecycle.store import jobs as job_store
 from lifecycle.store.models import JobStatus
 from pub.lifecycle_client import LifecycleRegistry, LifecycleUnavailable
 from pub.registry import CallDecision, Registry
 from tests.conftest import free_port
+from tests.lifecycle.platform import lifecycle_config
 
 PASSWORD = "correct horse battery"
 PERFORM = "/api/v1/perform"
@@ -70,11 +69,7 @@ class Lifecycle:
     """A control plane (not started: no job runs) served over HTTP, which a test can stop."""
 
     def __init__(self, data: Path) -> None:
-        config = LifecycleConfig(
-            data_dir=data,
-            database_url=f"sqlite:///{data / 'trackside.db'}",
-            secret_key=SecretBox.generate_key(),
-        )
+        config = lifecycle_config(data)
         self.plane = ControlPlane(config, pub_url="http://127.0.0.1:7200/pub")
         admin_token = ensure_admin(self.plane.db, data)
         assert admin_token
