@@ -3,6 +3,11 @@ that deploys, waits for deployments and calls the jobs they start."""
 
 from __future__ import annotations
 
+import os
+import re
+import signal
+import subprocess
+import sys
 import time
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -16,6 +21,7 @@ from lifecycle.api.app import create_app
 from lifecycle.config import LifecycleConfig
 from lifecycle.control_plane import ControlPlane
 from lifecycle.secrets import SecretBox
+from tests.conftest import free_port
 
 API = "/api/v1"
 
@@ -110,3 +116,74 @@ def running_platform(
             yield Platform(client, plane, report.admin_token)
     finally:
         plane.stop()
+
+
+class TracksideUp:
+    """`python -m trackside up` as a real process on a free port, with an authenticated client of its
+    lifecycle API (`client`, based at /lifecycle)."""
+
+    def __init__(self, data_dir: Path, log: Path, env: dict[str, str] | None = None) -> None:
+        self.data_dir = data_dir
+        self.port = free_port()
+        self.url = f"http://127.0.0.1:{self.port}"
+        self.log_path = log
+        with open(log, "ab") as out:
+            self.process = subprocess.Popen(
+                [
+                    sys.executable,
+                    "-m",
+                    "trackside",
+                    "up",
+                    "--port",
+                    str(self.port),
+                    "--data-dir",
+                    str(data_dir),
+                ],
+                stdout=out,
+                stderr=subprocess.STDOUT,
+                env={**os.environ, "PYTHONUNBUFFERED": "1", **(env or {})},
+            )
+        deadline = time.monotonic() + 60
+        while True:
+            try:
+                if httpx.get(self.url + "/lifecycle/live").status_code == 200:
+                    break
+            except httpx.TransportError:
+                pass
+            assert self.process.poll() is None, self.output()
+            assert time.monotonic() < deadline, self.output()
+            time.sleep(0.1)
+        self.token = (data_dir / "admin-token").read_text().strip()
+        self.client = httpx.Client(
+            base_url=self.url + "/lifecycle", headers={"X-Racetrack-Auth": self.token}, timeout=30
+        )
+
+    def output(self) -> str:
+        return self.log_path.read_text(errors="replace")
+
+    def deploy(self, manifest: dict[str, Any], force: bool = False) -> str:
+        r = self.client.post("/api/v1/deploy", json={"manifest": manifest, "force": force})
+        assert r.status_code == 202, r.text
+        return str(r.json()["id"])
+
+    def deployment(self, deployment_id: str) -> dict[str, Any]:
+        body: dict[str, Any] = self.client.get(f"/api/v1/deploy/{deployment_id}").json()
+        return body
+
+    def wait(self, deployment_id: str, until: str | None = None, timeout: float = 180) -> dict[str, Any]:
+        deadline = time.monotonic() + timeout
+        while True:
+            body = self.deployment(deployment_id)
+            if body["status"] != "in_progress" or (until is not None and body["phase"] == until):
+                return body
+            assert time.monotonic() < deadline, body
+            time.sleep(0.1)
+
+    def job_pids(self, name: str, version: str) -> set[int]:
+        logs = self.client.get(f"/api/v1/job/{name}/{version}/logs", params={"tail": 1000}).json()["logs"]
+        return {int(pid) for pid in re.findall(r"\(pid (\d+)\)", logs)}
+
+    def stop(self, sig: int = signal.SIGTERM) -> int:
+        self.client.close()
+        self.process.send_signal(sig)
+        return self.process.wait(30)

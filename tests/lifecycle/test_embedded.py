@@ -2,90 +2,20 @@
 
 from __future__ import annotations
 
-import os
 import re
 import signal
 import stat
-import subprocess
-import sys
 import time
 from pathlib import Path
 from typing import Any
 
 import httpx
 
-from tests.conftest import SAMPLE_JOBS, free_port
+from tests.conftest import SAMPLE_JOBS
 from tests.gitservers import commit_files, file_url, make_repo
+from tests.lifecycle.platform import TracksideUp
 
 ADDER = (SAMPLE_JOBS / "adder" / "entrypoint.py").read_text()
-
-
-class Lifecycle:
-    def __init__(self, data_dir: Path, log: Path) -> None:
-        self.data_dir = data_dir
-        self.port = free_port()
-        self.url = f"http://127.0.0.1:{self.port}"
-        self.log_path = log
-        with open(log, "ab") as out:
-            self.process = subprocess.Popen(
-                [
-                    sys.executable,
-                    "-m",
-                    "trackside",
-                    "up",
-                    "--port",
-                    str(self.port),
-                    "--data-dir",
-                    str(data_dir),
-                ],
-                stdout=out,
-                stderr=subprocess.STDOUT,
-                env={**os.environ, "PYTHONUNBUFFERED": "1"},
-            )
-        deadline = time.monotonic() + 60
-        while True:
-            try:
-                if httpx.get(self.url + "/lifecycle/live").status_code == 200:
-                    break
-            except httpx.TransportError:
-                pass
-            assert self.process.poll() is None, self.output()
-            assert time.monotonic() < deadline, self.output()
-            time.sleep(0.1)
-        self.token = (data_dir / "admin-token").read_text().strip()
-        self.client = httpx.Client(
-            base_url=self.url + "/lifecycle", headers={"X-Racetrack-Auth": self.token}, timeout=30
-        )
-
-    def output(self) -> str:
-        return self.log_path.read_text(errors="replace")
-
-    def deploy(self, manifest: dict[str, Any], force: bool = False) -> str:
-        r = self.client.post("/api/v1/deploy", json={"manifest": manifest, "force": force})
-        assert r.status_code == 202, r.text
-        return str(r.json()["id"])
-
-    def deployment(self, deployment_id: str) -> dict[str, Any]:
-        body: dict[str, Any] = self.client.get(f"/api/v1/deploy/{deployment_id}").json()
-        return body
-
-    def wait(self, deployment_id: str, until: str | None = None, timeout: float = 180) -> dict[str, Any]:
-        deadline = time.monotonic() + timeout
-        while True:
-            body = self.deployment(deployment_id)
-            if body["status"] != "in_progress" or (until is not None and body["phase"] == until):
-                return body
-            assert time.monotonic() < deadline, body
-            time.sleep(0.1)
-
-    def job_pids(self, name: str, version: str) -> set[int]:
-        logs = self.client.get(f"/api/v1/job/{name}/{version}/logs", params={"tail": 1000}).json()["logs"]
-        return {int(pid) for pid in re.findall(r"\(pid (\d+)\)", logs)}
-
-    def stop(self, sig: int = signal.SIGTERM) -> int:
-        self.client.close()
-        self.process.send_signal(sig)
-        return self.process.wait(30)
 
 
 def alive(pid: int) -> bool:
@@ -107,7 +37,7 @@ def adder_manifest(repo: Path) -> dict[str, Any]:
     }
 
 
-def call(lifecycle: Lifecycle, numbers: list[float]) -> Any:
+def call(lifecycle: TracksideUp, numbers: list[float]) -> Any:
     deadline = time.monotonic() + 30
     while True:
         job = lifecycle.client.get("/api/v1/job/adder/1.0.0").json()
@@ -125,7 +55,7 @@ def call(lifecycle: Lifecycle, numbers: list[float]) -> Any:
 def test_first_start_stop_and_restart(tmp_path: Path) -> None:
     data = tmp_path / "data"
     repo = make_repo(tmp_path / "adder", {"entrypoint.py": ADDER})
-    first = Lifecycle(data, tmp_path / "up.log")
+    first = TracksideUp(data, tmp_path / "up.log")
     assert "admin token (shown once" in first.output() and first.token in first.output()
     assert stat.S_IMODE((data / "admin-token").stat().st_mode) == 0o600
     assert stat.S_IMODE(data.stat().st_mode) == 0o700
@@ -136,7 +66,7 @@ def test_first_start_stop_and_restart(tmp_path: Path) -> None:
     first.stop(signal.SIGTERM)
     assert not [pid for pid in pids if alive(pid)], "the job outlived the lifecycle"
 
-    second = Lifecycle(data, tmp_path / "up2.log")
+    second = TracksideUp(data, tmp_path / "up2.log")
     assert second.token not in second.output() and "admin token: see" in second.output()
     assert call(second, [1, 2]) == 3
     second.stop()
@@ -145,7 +75,7 @@ def test_first_start_stop_and_restart(tmp_path: Path) -> None:
 def test_sigkill_during_a_redeploy(tmp_path: Path) -> None:
     data = tmp_path / "data"
     repo = make_repo(tmp_path / "adder", {"entrypoint.py": ADDER})
-    first = Lifecycle(data, tmp_path / "up.log")
+    first = TracksideUp(data, tmp_path / "up.log")
     assert first.wait(first.deploy(adder_manifest(repo)))["status"] == "done"
     assert call(first, [40, 2]) == 42
 
@@ -164,7 +94,7 @@ def test_sigkill_during_a_redeploy(tmp_path: Path) -> None:
         time.sleep(0.1)
     first.stop(signal.SIGKILL)
 
-    second = Lifecycle(data, tmp_path / "up2.log")
+    second = TracksideUp(data, tmp_path / "up2.log")
     assert not [pid for pid in before if alive(pid)], "processes of the killed lifecycle were left running"
     interrupted = second.deployment(redeploy)
     assert interrupted["status"] == "failed"

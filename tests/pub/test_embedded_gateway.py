@@ -3,18 +3,16 @@ one port, and a chain call from one job to another through the job's PUB_URL."""
 
 from __future__ import annotations
 
-import os
 import signal
-import subprocess
-import sys
 import time
 from pathlib import Path
 from typing import Any
 
 import httpx
 
-from tests.conftest import SAMPLE_JOBS, free_port
+from tests.conftest import SAMPLE_JOBS
 from tests.gitservers import file_url, make_repo
+from tests.lifecycle.platform import TracksideUp
 
 # like sample-jobs/chain, without an input example (its check would call adder before the chain
 # family may: the grant needs the family, which exists once chain is deployed)
@@ -42,41 +40,14 @@ def manifest(name: str, repo: Path, **extra: Any) -> dict[str, Any]:
 
 
 def test_trackside_up_serves_the_gateway_and_chain_calls(tmp_path: Path) -> None:
-    port = free_port()
-    url = f"http://127.0.0.1:{port}"
-    log = tmp_path / "up.log"
-    env = {**os.environ, "PYTHONUNBUFFERED": "1", "TRACKSIDE_PUB_UPSTREAM_TIMEOUT": "30"}
-    with open(log, "wb") as out:
-        process = subprocess.Popen(
-            [
-                sys.executable,
-                "-m",
-                "trackside",
-                "up",
-                "--port",
-                str(port),
-                "--data-dir",
-                str(tmp_path / "data"),
-            ],
-            stdout=out,
-            stderr=subprocess.STDOUT,
-            env=env,
-        )
+    up = TracksideUp(tmp_path / "data", tmp_path / "up.log", env={"TRACKSIDE_PUB_UPSTREAM_TIMEOUT": "30"})
+    url = up.url
     try:
-        deadline = time.monotonic() + 60
-        while True:
-            try:
-                if httpx.get(f"{url}/pub/ready").status_code == 200:
-                    break
-            except httpx.TransportError:
-                pass
-            assert process.poll() is None and time.monotonic() < deadline, log.read_text()
-            time.sleep(0.1)
         token = (tmp_path / "data" / "admin-token").read_text().strip()
         auth = {"X-Racetrack-Auth": token}
         api = httpx.Client(base_url=f"{url}/lifecycle/api/v1", headers=auth, timeout=30)
         assert httpx.get(f"{url}/lifecycle/live").json()["service"] == "lifecycle"
-        assert "gateway: " in log.read_text()
+        assert "gateway: " in up.output()
 
         adder = make_repo(
             tmp_path / "adder", {"entrypoint.py": (SAMPLE_JOBS / "adder" / "entrypoint.py").read_text()}
@@ -148,5 +119,4 @@ def test_trackside_up_serves_the_gateway_and_chain_calls(tmp_path: Path) -> None
         assert 'pub_requests_total{job="chain",status="2xx",version="0.0.1"}' in metrics
         api.close()
     finally:
-        process.send_signal(signal.SIGTERM)
-        assert process.wait(30) in (0, -signal.SIGTERM), log.read_text()
+        assert up.stop() in (0, -signal.SIGTERM), up.output()

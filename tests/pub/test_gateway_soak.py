@@ -4,19 +4,17 @@ not grow (RSS at the end within 10% of after warm-up)."""
 from __future__ import annotations
 
 import json
-import os
 import shutil
-import signal
 import subprocess
-import sys
 import time
 from pathlib import Path
 
 import httpx
 import pytest
 
-from tests.conftest import IN_CI, SAMPLE_JOBS, free_port
+from tests.conftest import IN_CI, SAMPLE_JOBS
 from tests.gitservers import file_url, make_repo
+from tests.lifecycle.platform import TracksideUp
 
 LUA = """
 wrk.method = "POST"
@@ -58,38 +56,12 @@ def test_c256_for_60_seconds_through_the_gateway(tmp_path: Path) -> None:
         if IN_CI:
             pytest.fail("wrk is missing (.ci/run installs it)")
         pytest.skip("wrk is not installed")
-    port = free_port()
-    url = f"http://127.0.0.1:{port}"
-    log = tmp_path / "up.log"
-    with open(log, "wb") as out:
-        process = subprocess.Popen(
-            [
-                sys.executable,
-                "-m",
-                "trackside",
-                "up",
-                "--port",
-                str(port),
-                "--data-dir",
-                str(tmp_path / "data"),
-            ],
-            stdout=out,
-            stderr=subprocess.STDOUT,
-            env={**os.environ, "PYTHONUNBUFFERED": "1"},
-        )
+    up = TracksideUp(tmp_path / "data", tmp_path / "up.log")
+    process = up.process
     try:
-        deadline = time.monotonic() + 60
-        while True:
-            try:
-                if httpx.get(f"{url}/pub/ready").status_code == 200:
-                    break
-            except httpx.TransportError:
-                pass
-            assert process.poll() is None and time.monotonic() < deadline, log.read_text()
-            time.sleep(0.1)
-        token = (tmp_path / "data" / "admin-token").read_text().strip()
+        token = up.token
         api = httpx.Client(
-            base_url=f"{url}/lifecycle/api/v1", headers={"X-Racetrack-Auth": token}, timeout=30
+            base_url=f"{up.url}/lifecycle/api/v1", headers={"X-Racetrack-Auth": token}, timeout=30
         )
         repo = make_repo(
             tmp_path / "adder", {"entrypoint.py": (SAMPLE_JOBS / "adder" / "entrypoint.py").read_text()}
@@ -114,7 +86,7 @@ def test_c256_for_60_seconds_through_the_gateway(tmp_path: Path) -> None:
 
         script = tmp_path / "post.lua"
         script.write_text(LUA % token)
-        target = f"{url}/pub/job/adder/latest/api/v1/perform"
+        target = f"{up.url}/pub/job/adder/latest/api/v1/perform"
         warm = wrk(target, script, 256, 10)
         assert warm["status"] == 0 and warm["requests"] > 0, warm
         after_warmup = rss_kib(process.pid)
@@ -126,5 +98,4 @@ def test_c256_for_60_seconds_through_the_gateway(tmp_path: Path) -> None:
         assert at_end <= after_warmup * 1.10, f"RSS grew from {after_warmup} KiB to {at_end} KiB"
         api.close()
     finally:
-        process.send_signal(signal.SIGTERM)
-        process.wait(30)
+        up.stop()
