@@ -84,6 +84,7 @@ class JobApp:
         self.executor = ThreadPoolExecutor(max_workers=cap or DEFAULT_THREADS, thread_name_prefix="job")
         self.metrics = JobMetrics(lambda: self.limiter.active, lambda: self.limiter.queued)
         self._openapi_cache: dict[str, bytes] = {}
+        self._root = os.path.realpath(job_dir)  # static files are checked against it per request
         self._rejection_body: bytes | None = None
         self._load_task: asyncio.Task[None] | None = None
         self.routes: dict[str, Any] = {
@@ -518,7 +519,7 @@ class JobApp:
                     target = directory
                     endpoint = directory.path
                     file_path = static_files.resolve_in_directory(
-                        directory.target, str(self.job_dir.resolve()), path[len(directory.path) + 1 :]
+                        directory.target, self._root, path[len(directory.path) + 1 :]
                     )
                     break
             if target is None:
@@ -563,7 +564,7 @@ class JobApp:
         )
         if static_prefix is not None and job.webview_static_dir is not None:
             file_path = static_files.resolve_in_directory(
-                job.webview_static_dir, str(self.job_dir.resolve()), path[len(static_prefix) :]
+                job.webview_static_dir, self._root, path[len(static_prefix) :]
             )
             await self._serve_file(request, WEBVIEW_PATH, file_path)
             return

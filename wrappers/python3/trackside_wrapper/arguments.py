@@ -147,8 +147,14 @@ class ArgumentBinder:
         """Keyword arguments from a raw JSON body (empty body = no arguments)."""
         if not body:
             body = b"{}"
+        raw: Any = None
         try:
-            values = self._decoder.decode(body)
+            if self.accepts_extra:
+                # parsed once: the extras are the raw keys no parameter takes
+                raw = msgspec.json.decode(body)
+                values = msgspec.convert(raw, self.struct, strict=False)
+            else:
+                values = self._decoder.decode(body)
         except msgspec.ValidationError as e:
             raise self._invalid(str(e)) from None
         except msgspec.DecodeError as e:
@@ -160,8 +166,7 @@ class ArgumentBinder:
                 kwargs[name] = value
         if self._pydantic:
             self._validate_pydantic(kwargs)
-        if self.accepts_extra:
-            raw = msgspec.json.decode(body)
+        if raw is not None:
             for key, value in raw.items():
                 if key not in kwargs and key not in self._names:
                     kwargs[key] = value
