@@ -219,6 +219,7 @@ def run(
         if nginx is not None:
             nginx.stop()
         lifecycle.stop()
+        shutil.rmtree(run_dir, ignore_errors=True)  # its data dir holds a whole job environment
     return results
 
 

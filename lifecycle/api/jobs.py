@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from datetime import datetime
+from pathlib import Path
 from typing import Any
 
 import msgspec
@@ -89,7 +90,7 @@ def delete_job(name: str, version: str, request: Request, subject: CurrentSubjec
     plane = control_plane(request)
     plane.runner.stop(job.name, job.version)
     build = (
-        plane.builder.restore(job.environment_id, __import__("pathlib").Path(job.code_dir))
+        plane.builder.restore(job.environment_id, Path(job.code_dir))
         if job.environment_id and job.code_dir
         else None
     )
