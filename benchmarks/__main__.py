@@ -236,7 +236,10 @@ def run(argv: list[str] | None = None) -> int:
                 runner = racetrack.ensure_runner(servers.REPO, args.work_dir, args.racetrack_spec)
         if lifecycle_settings.sections:
             uv_version = lifecycle.check_prerequisites(lifecycle_settings)
-    except (WrkMissing, racetrack.RacetrackUnavailable, LifecycleUnavailable) as e:
+        if GATEWAY_KEY in only:
+            ensure_wrk()
+            gateway.ensure_nginx()
+    except (WrkMissing, racetrack.RacetrackUnavailable, LifecycleUnavailable, gateway.NginxMissing) as e:
         print(f"error: {e}", file=sys.stderr)
         return EXIT_PREREQUISITE
 
