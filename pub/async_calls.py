@@ -46,7 +46,7 @@ from urllib.parse import parse_qs
 import httpx
 
 from pub.async_runner import SET_COOKIE_SEPARATOR, AsyncRunner, AsyncSettings, Recovery, resolve, utcnow
-from pub.async_store import AsyncCallStore, AsyncTask, NewAsyncTask, TaskStatus
+from pub.async_store import AsyncCallStore, AsyncTask, NewAsyncTask, StoreUnavailable, TaskStatus
 from pub.errors import send_error
 from pub.headers import UnsafeHeader, new_tracing_id, scan
 from pub.registry import CallDecision, JobTarget, Registry
@@ -144,11 +144,11 @@ class AsyncCalls:
         """Answer an HTTP request under /pub/async/; False (nothing sent) for any other request."""
         if scope.get("type") != "http" or not str(scope.get("path", "")).startswith(PREFIX):
             return False
-        if self.recovery is None:
-            await self.start()
         headers: list[tuple[bytes, bytes]] = list(scope.get("headers", []))
         tracing_id = new_tracing_id()
         try:
+            if self.recovery is None:
+                await self.start()  # again after a start that failed (e.g. the store was unreachable)
             try:
                 caller = scan(headers, also_drop=frozenset({IDEMPOTENCY_HEADER}))
             except UnsafeHeader as error:
@@ -164,6 +164,8 @@ class AsyncCalls:
         except HttpError as error:
             extra_headers = [(k.encode("latin-1"), v.encode("latin-1")) for k, v in error.headers.items()]
             await send_error(send, error.status, error.message, tracing_id, extra_headers, **error.extra)
+        except StoreUnavailable as error:
+            await send_error(send, 503, str(error), tracing_id, [(b"retry-after", b"1")])
         except _ClientGone:
             pass
         return True
@@ -182,7 +184,14 @@ class AsyncCalls:
     # -- the registry, sync or async ---------------------------------------------------------
 
     async def _resolve(self, name: str, version: str) -> JobTarget | None:
-        return await resolve(self.registry, name, version)
+        try:
+            return await resolve(self.registry, name, version)
+        except Exception as error:  # a registry that cannot answer now says so with a status (503)
+            status = getattr(error, "status", None)
+            if not isinstance(status, int):
+                raise
+            message = f"cannot resolve job {name} {version} now: {error}"
+            raise HttpError(status, message, headers={"retry-after": "1"}) from None
 
     async def _authorize(self, token: str | None, name: str, version: str, endpoint: str) -> CallDecision:
         authorize_async = getattr(self.registry, "authorize_async", None)

@@ -282,11 +282,19 @@ class AsyncRunner:
     async def _call(self, task: AsyncTask) -> _Answer:
         grace_ends = time.monotonic() + self.settings.unavailable_grace
         while True:
-            target = await resolve(self.registry, task.job_name, task.job_version)
-            if target is None or target.version != task.job_version:
-                raise _CallFailed(f"job {task.job_name} {task.job_version} does not exist any more")
-            replicas = list(target.replicas)
-            problem = f"job {task.job_name} {task.job_version} has no ready replica (status {target.status})"
+            try:
+                target = await resolve(self.registry, task.job_name, task.job_version)
+            except Exception as error:  # the registry cannot answer now (e.g. the lifecycle is down)
+                if not isinstance(getattr(error, "status", None), int):
+                    raise
+                target, problem = None, f"cannot resolve job {task.job_name} {task.job_version}: {error}"
+            else:
+                if target is None or target.version != task.job_version:
+                    raise _CallFailed(f"job {task.job_name} {task.job_version} does not exist any more")
+                problem = (
+                    f"job {task.job_name} {task.job_version} has no ready replica (status {target.status})"
+                )
+            replicas = list(target.replicas) if target is not None else []
             if replicas:
                 first = next(self._next_replica) % len(replicas)
                 for base in replicas[first:] + replicas[:first]:

@@ -2,7 +2,8 @@
 
 The gateway never imports the lifecycle (DESIGN §1). In embedded mode
 `trackside.embedded_async_store.EmbeddedAsyncStore` implements this over the lifecycle's
-`async_calls` table; a separate-process gateway would implement it over the lifecycle's HTTP API.
+`async_calls` table; for a gateway in a process of its own `pub.lifecycle_async_store` implements it
+over the lifecycle's HTTP API.
 
 Callers are identified by `subject_key` (`CallDecision.subject_key`, e.g. "user:3"); None is an
 anonymous caller of a public endpoint. Methods are coroutines: an implementation may block on a
@@ -16,6 +17,12 @@ from datetime import datetime
 from enum import StrEnum
 from typing import Protocol
 from urllib.parse import unquote
+
+
+class StoreUnavailable(Exception):
+    """The store cannot reach its storage now (e.g. the lifecycle is down): the gateway answers 503."""
+
+    status = 503
 
 
 class TaskStatus(StrEnum):

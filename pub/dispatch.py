@@ -2,13 +2,17 @@
 
 A pure ASGI dispatcher (one prefix test per request), so the gateway's path pays for no
 framework. Lifespan events go to the default app; mounted apps with a `start()` are started once it
-has started, and those with an `aclose()` are closed when it has shut down.
+has started (one that fails is logged, not fatal: such an app must start itself when first used),
+and those with an `aclose()` are closed when it has shut down.
 """
 
 from __future__ import annotations
 
+import logging
 from collections.abc import Awaitable, Callable, Mapping, MutableMapping
 from typing import Any
+
+logger = logging.getLogger(__name__)
 
 Scope = MutableMapping[str, Any]
 Message = MutableMapping[str, Any]
@@ -42,7 +46,10 @@ class PathDispatcher:
                 for _, app in self._mounts:
                     start = getattr(app, "start", None)
                     if start is not None:
-                        await start()
+                        try:
+                            await start()
+                        except Exception:  # e.g. its store is unreachable: it starts on first use
+                            logger.exception("%r could not start now; it tries again when first used", app)
             if message["type"] in ("lifespan.shutdown.complete", "lifespan.shutdown.failed"):
                 for _, app in self._mounts:
                     close = getattr(app, "aclose", None)

@@ -14,6 +14,7 @@ from lifecycle.control_plane import ControlPlane
 from trackside import __version__
 
 from . import (
+    async_calls,
     audit,
     deploy,
     errors,
@@ -65,6 +66,7 @@ def create_app(plane: ControlPlane, stop_on_shutdown: bool = False) -> FastAPI:
         public_endpoints.router,
         streams.router,
         gateway.router,
+        async_calls.router,
     ):
         api.include_router(router)
     for prefix in PREFIXES:

@@ -17,8 +17,8 @@ Accepted credentials are cached for `auth_cache_ttl` and forgotten as soon as to
 permissions change in this process.
 
 - `POST /families/{caller}/can-call/{target}` grants job family `caller` `call_job` on every
-  version of family `target` (201, or 200 when granted already); `DELETE` the same path takes it
-  back. Allowed to admins, and to a deployer of `caller` (`deploy_job` on it) who may call
+  version of family `target` (201, or 200 when granted already), also before either is deployed
+  (the families are created); `DELETE` the same path takes it back. Allowed to admins, and to a deployer of `caller` (`deploy_job` on it) who may call
   `target` (`call_job` on the whole family): nobody can give a job more than they have.
 """
 
@@ -231,11 +231,14 @@ def _require_granter(request: Request, subject: Subject, caller: str, target: st
         )
 
 
-def _family_subject(request: Request, name: str) -> Subject:
+def _family_subject(request: Request, name: str, create: bool = False) -> Subject:
     with control_plane(request).db.session() as session:
-        family = job_store.get_family(session, name)
-        if family is None:
-            raise NotFound(f"job family {name} not found")
+        if create:
+            family = job_store.ensure_family(session, name)
+        else:
+            family = job_store.get_family(session, name)
+            if family is None:
+                raise NotFound(f"job family {name} not found")
         return family_subject(family)
 
 
@@ -245,8 +248,10 @@ def grant_family_call(
 ) -> PermissionOut:
     """Let the jobs of family `caller` (with their AUTH_TOKEN) call every version of `target`."""
     _require_granter(request, subject, caller, target)
-    grantee = _family_subject(request, caller)
-    _family_subject(request, target)
+    # families that have no version yet are created: a job whose input example calls another
+    # job (sample-jobs/chain) needs the grant before its first deploy can pass its checks
+    grantee = _family_subject(request, caller, create=True)
+    _family_subject(request, target, create=True)
     with control_plane(request).db.session() as session:
         existing = permission_store.find_permission(
             session, grantee.type, grantee.id, Scope.CALL_JOB, family=target

@@ -55,8 +55,11 @@ def issue_token(
     actor: str,
     description: str = "",
     expires_at: datetime | None = None,
+    value: str | None = None,
 ) -> IssuedToken:
-    token = new_token()
+    """A new token for `subject`; `value`: one the operator chose (e.g. the gateway's credential
+    from a Kubernetes Secret) instead of a generated one."""
+    token = new_token() if value is None else value
     record = Token(
         token_hash=hash_token(token),
         prefix=token[:DISPLAY_PREFIX_LENGTH],

@@ -443,9 +443,16 @@ def test_who_may_grant_family_calls(api: Api) -> None:
     _, user_token = api.new_user()  # Racetrack's defaults: deploy and call everything
     assert api.call("POST", path, user_token).status_code == 201
 
-    missing = api.call("POST", f"/families/{unique('nosuch')}/can-call/{target}", api.admin_token)
+    # before either family has a deployed version (a job whose input example calls another
+    # needs the grant before its first deploy): the families are created
+    early_caller, early_target = unique("early"), unique("later")
+    granted = api.call("POST", f"/families/{early_caller}/can-call/{early_target}", api.admin_token)
+    assert granted.status_code == 201, granted.text
+    families = {row["name"] for row in api.ok("GET", "/families", api.admin_token)}
+    assert {early_caller, early_target} <= families
+    again = api.call("POST", f"/families/{early_caller}/can-call/{early_target}", api.admin_token)
+    assert again.status_code == 200
+
+    # taking back a grant that was never made is a 404 naming it
+    missing = api.call("DELETE", f"/families/{unique('nosuch')}/can-call/{target}", api.admin_token)
     assert missing.status_code == 404 and "not found" in missing.json()["error"]
-    assert (
-        api.call("POST", f"/families/{caller}/can-call/{unique('nosuch')}", api.admin_token).status_code
-        == 404
-    )
