@@ -30,6 +30,7 @@ from .balancer import RoundRobin
 from .errors import JSON, deny_websocket, send_error
 from .gateway_metrics import CONTENT_TYPE, GatewayMetrics
 from .headers import UnsafeHeader, new_tracing_id, scan
+from .last_calls import LastCalls
 from .proxy import DEFAULT_CONNECT_TIMEOUT, Exchange, Forwarder, Upstreams
 from .registry import CallDecision, JobTarget, Registry
 from .routing import BadPath, JobPath, parse_job_path
@@ -45,6 +46,7 @@ JOB_PREFIX = "/pub/job/"
 PUBLIC_PROBES = frozenset({"/live", "/ready", "/health"})  # of every job, no token needed
 TIMEOUT_ENV = "TRACKSIDE_PUB_UPSTREAM_TIMEOUT"
 CONNECT_TIMEOUT_ENV = "TRACKSIDE_PUB_CONNECT_TIMEOUT"
+LAST_CALL_INTERVAL_ENV = "TRACKSIDE_PUB_LAST_CALL_INTERVAL"
 
 _encode = msgspec.json.Encoder().encode
 
@@ -63,15 +65,22 @@ class GatewayConfig:
     upstream_timeout: float | None = None  # seconds until the job's response head; None: no limit
     connect_timeout: float = DEFAULT_CONNECT_TIMEOUT
     retry_after: int = 1  # seconds, sent with 503
+    last_call_interval: float = 10.0  # seconds between reports of last calls to the registry
 
     @classmethod
     def from_env(cls, environ: Mapping[str, str] | None = None) -> GatewayConfig:
         """TRACKSIDE_PUB_UPSTREAM_TIMEOUT (seconds, empty/0/none: no limit),
-        TRACKSIDE_PUB_CONNECT_TIMEOUT (seconds, default 5)."""
+        TRACKSIDE_PUB_CONNECT_TIMEOUT (seconds, default 5), TRACKSIDE_PUB_LAST_CALL_INTERVAL
+        (seconds between reports of jobs' last calls, default 10)."""
         env = os.environ if environ is None else environ
         timeout = _seconds(env, TIMEOUT_ENV)
         connect = _seconds(env, CONNECT_TIMEOUT_ENV)
-        return cls(upstream_timeout=timeout, connect_timeout=connect or DEFAULT_CONNECT_TIMEOUT)
+        interval = _seconds(env, LAST_CALL_INTERVAL_ENV)
+        return cls(
+            upstream_timeout=timeout,
+            connect_timeout=connect or DEFAULT_CONNECT_TIMEOUT,
+            last_call_interval=interval or cls.last_call_interval,
+        )
 
 
 def _seconds(env: Mapping[str, str], name: str) -> float | None:
@@ -103,6 +112,7 @@ class Gateway:
         self.forwarder = Forwarder(self.upstreams, self.metrics, self.config.upstream_timeout)
         self.balancer = RoundRobin()
         self.mounts = dict(mounts or {})
+        self.last_calls = LastCalls(registry, self.config.last_call_interval)
         self._resolve = registry.resolve
         self._authorize = registry.authorize
         self._resolve_async = getattr(registry, "resolve_async", None)
@@ -127,8 +137,13 @@ class Gateway:
         elif kind == "lifespan":
             await self._lifespan(receive, send)
 
+    async def start(self) -> None:
+        """Begin reporting last calls (also begun by the first job call; lifespan does it too)."""
+        self.last_calls.start()
+
     async def aclose(self) -> None:
         self.upstreams.close()
+        await self.last_calls.aclose()
 
     # ---- job calls --------------------------------------------------------------------------
 
@@ -155,6 +170,7 @@ class Gateway:
                 status = 400
                 await send_error(send, 400, str(e), request_id)
                 return
+            self.last_calls.touch(job, version)
             exchange = Exchange(
                 job,
                 version,
@@ -305,6 +321,7 @@ class Gateway:
         while True:
             message = await receive()
             if message["type"] == "lifespan.startup":
+                await self.start()
                 await send({"type": "lifespan.startup.complete"})
             elif message["type"] == "lifespan.shutdown":
                 await self.aclose()

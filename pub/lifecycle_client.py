@@ -36,6 +36,7 @@ import time
 from collections.abc import Callable, Coroutine, Hashable
 from concurrent.futures import Future
 from dataclasses import dataclass
+from datetime import datetime
 from typing import Any, Generic, TypeVar
 from urllib.parse import quote
 
@@ -239,6 +240,16 @@ class LifecycleRegistry:
 
         return await self._single_flight_async(("authorize", key), fetch)
 
+    async def record_calls_async(self, calls: dict[tuple[str, str], datetime]) -> None:
+        """pub.registry.CallRecorder: report last calls (raises _LifecycleError when it cannot)."""
+        body = {
+            "calls": [
+                {"job_name": name, "job_version": version, "at": at.isoformat()}
+                for (name, version), at in calls.items()
+            ]
+        }
+        self._checked(await self._call_async(("POST", "/gateway/calls", body)), "record calls", empty_ok=True)
+
     # ---- the cache -----------------------------------------------------------------------------
 
     def _fresh_decision(self, key: Hashable) -> CallDecision | None:
@@ -409,11 +420,18 @@ class LifecycleRegistry:
             return self._failed(error)
 
     def _checked(
-        self, outcome: httpx.Response | _LifecycleError, what: str, not_found_ok: bool = False
+        self,
+        outcome: httpx.Response | _LifecycleError,
+        what: str,
+        not_found_ok: bool = False,
+        empty_ok: bool = False,
     ) -> dict[str, Any] | None:
-        """The answer's JSON body (None for a job the lifecycle does not know); _LifecycleError else."""
+        """The answer's JSON body (None for a job the lifecycle does not know, or for 204 when
+        `empty_ok`); _LifecycleError else."""
         if isinstance(outcome, _LifecycleError):
             raise outcome
+        if empty_ok and outcome.status_code == 204:
+            return None
         try:
             body = outcome.json()
         except ValueError:

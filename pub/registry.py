@@ -8,6 +8,7 @@ over HTTP with a short cache.
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from datetime import datetime
 from typing import Protocol
 
 
@@ -29,6 +30,15 @@ class CallDecision:
     caller_name: str | None  # "User alice", "ESC billing", "Job family adder" (for X-Caller-Name)
     reason: str
     subject_key: str | None = None  # stable id of the caller (e.g. "user:3"), to scope async tasks
+
+
+class CallRecorder(Protocol):
+    """Optional for a registry: where the gateway reports when each job version was last called
+    (Racetrack's `last_call_time`), in batches every few seconds, never per request."""
+
+    def record_calls(self, calls: dict[tuple[str, str], datetime]) -> None:
+        """(name, exact version) → time of its last call (UTC). Blocking: run from a thread."""
+        ...
 
 
 class Registry(Protocol):

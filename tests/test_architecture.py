@@ -37,12 +37,18 @@ def _package_files(package: str) -> list[Path]:
     return sorted((REPO / package).rglob("*.py"))
 
 
+def _is_launcher(module: str) -> bool:
+    """trackside's launchers: `trackside up` (trackside.embedded*) and `trackside serve`."""
+    name = module.split(".")[-1]
+    return name.startswith("embedded") or name == "serve"
+
+
 def _eager_launcher_imports(path: Path) -> list[str]:
-    """Module-level imports of trackside's embedded launcher modules (they must stay lazy)."""
+    """Module-level imports of trackside's launcher modules (they must stay lazy)."""
     tree = ast.parse(path.read_text(), filename=str(path))
     found = []
     for node in tree.body:
-        if isinstance(node, ast.ImportFrom) and (node.module or "").split(".")[-1].startswith("embedded"):
+        if isinstance(node, ast.ImportFrom) and _is_launcher(node.module or ""):
             found.append(node.module or "")
     return found
 
@@ -57,10 +63,10 @@ def test_gateway_and_lifecycle_do_not_import_each_other() -> None:
     assert {f: p for f, p in offenders.items() if p} == {}
 
 
-def test_the_cli_package_reaches_the_platform_only_through_the_embedded_launcher() -> None:
+def test_the_cli_package_reaches_the_platform_only_through_the_launchers() -> None:
     platform = {"lifecycle", "pub", "dashboard"}
     for path in _package_files("trackside"):
-        if path.name.startswith("embedded"):
-            continue  # loaded lazily by `trackside up`, the one command that runs the platform
+        if _is_launcher(path.stem):
+            continue  # loaded lazily by `trackside up` and `trackside serve`, which run the platform
         assert not _imported_packages(path) & platform, path
         assert _eager_launcher_imports(path) == [], f"{path} imports the launcher at module level"

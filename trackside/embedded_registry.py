@@ -21,6 +21,7 @@ import time
 import weakref
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from datetime import datetime
 from itertools import chain
 from typing import Any
 
@@ -106,6 +107,12 @@ class EmbeddedRegistry:
             self._decisions.clear()
         self._decisions[id(decision)] = (decision, converted)
         return converted
+
+    def record_calls(self, calls: dict[tuple[str, str], datetime]) -> None:
+        """pub.registry.CallRecorder: the jobs' `last_call_at` (one transaction per batch)."""
+        with self._db.session() as session:
+            for (name, version), at in calls.items():
+                job_store.record_job_call(session, name, version, at)
 
     def auth_cache_stats(self) -> tuple[int, int]:
         return self._authorizer.hits, self._authorizer.misses

@@ -3,6 +3,8 @@ the grants that let one job family call another.
 
 - `GET /gateway/resolve/{name}/{version}`: the job version a call goes to (pub.registry.JobTarget
   as JSON) or 404 `{error, type, job, version}`.
+- `POST /gateway/calls` `{calls: [{job_name, job_version, at}]}` → 204: when versions were last
+  called (the jobs' `last_call_time`), reported in batches.
 - `POST /gateway/authorize` `{token, job_name, job_version, endpoint}`: may this token call this
   endpoint (pub.registry.CallDecision as JSON, plus `expires_in`: seconds until the token expires,
   so that no cache keeps an allowed decision past it). Decided from the store every time (the
@@ -27,7 +29,7 @@ from __future__ import annotations
 from typing import Annotated
 
 from fastapi import APIRouter, Depends, Request, Response
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import AwareDatetime, BaseModel, ConfigDict, Field
 
 from lifecycle.auth import permissions as permission_store
 from lifecycle.auth.call_authorizer import CallAuthorizer, CallDecision
@@ -211,6 +213,30 @@ def authorize_call(body: AuthorizeBody, request: Request, _: Gateway) -> CallDec
     return decision_out(decision)
 
 
+# ---- last calls ---------------------------------------------------------------------------------
+
+
+class CallOut(BaseModel):
+    job_name: str = Field(min_length=1, max_length=NAME_LENGTH)
+    job_version: str = Field(min_length=1, max_length=VERSION_LENGTH)
+    at: AwareDatetime
+
+
+class CallsBody(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    calls: list[CallOut] = Field(max_length=10_000)
+
+
+@router.post("/gateway/calls", status_code=204)
+def record_calls(body: CallsBody, request: Request, _: Gateway) -> None:
+    """When job versions were last called through a gateway (their `last_call_time`); a batch
+    every few seconds. A version deleted meanwhile is skipped."""
+    with control_plane(request).db.session() as session:
+        for call in body.calls:
+            job_store.record_job_call(session, call.job_name, call.job_version, call.at)
+
+
 # ---- family → family call_job -------------------------------------------------------------------
 
 
@@ -233,12 +259,9 @@ def _require_granter(request: Request, subject: Subject, caller: str, target: st
 
 def _family_subject(request: Request, name: str, create: bool = False) -> Subject:
     with control_plane(request).db.session() as session:
-        if create:
-            family = job_store.ensure_family(session, name)
-        else:
-            family = job_store.get_family(session, name)
-            if family is None:
-                raise NotFound(f"job family {name} not found")
+        family = job_store.ensure_family(session, name) if create else job_store.get_family(session, name)
+        if family is None:
+            raise NotFound(f"job family {name} not found")
         return family_subject(family)
 
 

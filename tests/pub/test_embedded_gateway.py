@@ -1,5 +1,6 @@
 """`trackside up` as a real process: the gateway at /pub next to the lifecycle at /lifecycle on
-one port, and a chain call from one job to another through the job's PUB_URL."""
+one port, and sample-jobs/chain calling sample-jobs/adder through the job's PUB_URL once its family
+may (granted before chain's first deploy, whose input example calls adder)."""
 
 from __future__ import annotations
 
@@ -13,18 +14,6 @@ import httpx
 from tests.conftest import SAMPLE_JOBS
 from tests.gitservers import file_url, make_repo
 from tests.lifecycle.platform import TracksideUp
-
-# like sample-jobs/chain, without an input example (its check would call adder before the chain
-# family may: the grant needs the family, which exists once chain is deployed)
-CHAIN = """
-from trackside_wrapper import call_job
-
-
-class Chain:
-    def perform(self, numbers: list[float], factor: float = 2) -> dict:
-        total = call_job("adder", payload={"numbers": numbers})
-        return {"sum": total, "scaled": total * factor}
-"""
 
 
 def manifest(name: str, repo: Path, **extra: Any) -> dict[str, Any]:
@@ -40,7 +29,11 @@ def manifest(name: str, repo: Path, **extra: Any) -> dict[str, Any]:
 
 
 def test_trackside_up_serves_the_gateway_and_chain_calls(tmp_path: Path) -> None:
-    up = TracksideUp(tmp_path / "data", tmp_path / "up.log", env={"TRACKSIDE_PUB_UPSTREAM_TIMEOUT": "30"})
+    up = TracksideUp(
+        tmp_path / "data",
+        tmp_path / "up.log",
+        env={"TRACKSIDE_PUB_UPSTREAM_TIMEOUT": "30", "TRACKSIDE_PUB_LAST_CALL_INTERVAL": "0.3"},
+    )
     url = up.url
     try:
         token = (tmp_path / "data" / "admin-token").read_text().strip()
@@ -52,36 +45,40 @@ def test_trackside_up_serves_the_gateway_and_chain_calls(tmp_path: Path) -> None
         adder = make_repo(
             tmp_path / "adder", {"entrypoint.py": (SAMPLE_JOBS / "adder" / "entrypoint.py").read_text()}
         )
-        chain = make_repo(tmp_path / "chain", {"entrypoint.py": CHAIN})
-        ids = [
-            api.post(
-                "/deploy",
-                json={"manifest": manifest("adder", adder, runtime_env={"LOG_CALLER_NAME": "true"})},
-            ),
-            api.post("/deploy", json={"manifest": manifest("chain", chain)}),
-        ]
-        for r in ids:
+        chain = make_repo(
+            tmp_path / "chain", {"entrypoint.py": (SAMPLE_JOBS / "chain" / "entrypoint.py").read_text()}
+        )
+
+        def deploy(name: str, repo: Path, **extra: Any) -> dict[str, Any]:
+            r = api.post("/deploy", json={"manifest": manifest(name, repo, **extra)})
             assert r.status_code == 202, r.text
             deadline = time.monotonic() + 120
             while (body := api.get(f"/deploy/{r.json()['id']}").json())["status"] == "in_progress":
                 assert time.monotonic() < deadline, body
                 time.sleep(0.1)
-            assert body["status"] == "done", body
-            assert body["job"]["pub_url"].startswith(f"{url}/pub/job/")
+            return dict(body)
 
+        done = deploy("adder", adder, runtime_env={"LOG_CALLER_NAME": "true"})
+        assert done["status"] == "done", done
+        assert done["job"]["pub_url"].startswith(f"{url}/pub/job/")
+
+        # sample-jobs/chain's input example calls adder: without the grant its deploy fails, saying why
+        refused = deploy("chain", chain)
+        assert refused["status"] == "failed", refused
+        assert "403" in refused["error"] and "Job family chain" in refused["error"], refused["error"]
+        assert api.post("/families/chain/can-call/adder").status_code in (200, 201)
+        done = deploy("chain", chain)
+        assert done["status"] == "done", done
+
+        assert api.get("/job/adder/0.0.1").json()["last_call_time"] is None
         r = httpx.post(f"{url}/pub/job/adder/latest/api/v1/perform", json={"numbers": [40, 2]}, headers=auth)
         assert r.status_code == 200 and r.json() == 42, r.text
+        deadline = time.monotonic() + 10  # the gateway reports last calls in batches
+        while api.get("/job/adder/0.0.1").json()["last_call_time"] is None:
+            assert time.monotonic() < deadline, "the call was not recorded as the job's last call"
+            time.sleep(0.1)
 
         chained = f"{url}/pub/job/chain/0.0.1/api/v1/perform"
-        r = httpx.post(chained, json={"numbers": [1]}, headers=auth, timeout=30)
-        assert r.status_code == 500 and "403" in r.text and "Job family chain" in r.text, r.text
-        grant = {
-            "subject_type": "family",
-            "subject_name": "chain",
-            "scope": "call_job",
-            "job_family": "adder",
-        }
-        assert api.post("/permissions", json=grant).status_code in (200, 201)
         r = httpx.post(
             chained,
             json={"numbers": [40, 2], "factor": 2},
@@ -98,6 +95,11 @@ def test_trackside_up_serves_the_gateway_and_chain_calls(tmp_path: Path) -> None
                 break
             assert time.monotonic() < deadline, logs
             time.sleep(0.1)
+
+        # the grant taken back: chain's call to adder is refused (the job answers 500 naming the 403)
+        assert api.delete("/families/chain/can-call/adder").status_code == 200
+        r = httpx.post(chained, json={"numbers": [1]}, headers=auth, timeout=30)
+        assert r.status_code == 500 and "403" in r.text and "Job family chain" in r.text, r.text
 
         # async calls are served by the same `trackside up`
         started = httpx.post(

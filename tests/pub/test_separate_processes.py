@@ -86,6 +86,7 @@ class Arrangement:
             "TRACKSIDE_LIFECYCLE_URL": self.lifecycle.url,
             "TRACKSIDE_GATEWAY_TOKEN": self.gateway_token,
             "TRACKSIDE_PUB_AUTH_TTL": "30",  # long enough that the test's cached decisions stay fresh
+            "TRACKSIDE_PUB_LAST_CALL_INTERVAL": "0.3",
         }
         self.pub = Served("pub", self.tmp / "pub.log", env, self.pub_port)
         return self.pub
@@ -140,8 +141,13 @@ def arranged(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Arrangement]:
 
 
 def test_the_gateway_serves_jobs_through_the_lifecycle_api(arranged: Arrangement) -> None:
+    assert arranged.api("GET", "/job/adder/0.0.1").json()["last_call_time"] is None
     r = arranged.call(arranged.admin)
     assert r.status_code == 200 and r.json() == 42, r.text
+    deadline = time.monotonic() + 10  # the gateway reports last calls in batches
+    while arranged.api("GET", "/job/adder/0.0.1").json()["last_call_time"] is None:
+        assert time.monotonic() < deadline, "the call was not recorded as the job's last call"
+        time.sleep(0.1)
     assert arranged.call(None).status_code == 401
     nobody = arranged.esc_token("nobody", may_call=False)
     denied = arranged.call(nobody)
@@ -238,4 +244,6 @@ def test_serve_refuses_a_missing_setting(tmp_path: Path) -> None:
         text=True,
         timeout=60,
     )
-    assert result.returncode == 2 and "TRACKSIDE_GATEWAY_TOKEN must be 'tst_' followed by" in result.stderr, result
+    assert result.returncode == 2 and "TRACKSIDE_GATEWAY_TOKEN must be 'tst_' followed by" in result.stderr, (
+        result
+    )
