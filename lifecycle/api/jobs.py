@@ -1,4 +1,9 @@
-"""Jobs: list, one version (exact, `latest` or a `1.x` wildcard), delete, logs and build logs."""
+"""Jobs: list, one version (exact, `latest` or a `1.x` wildcard), delete, logs and build logs.
+
+The answers carry the fields Racetrack's CLI prints (`racetrack list -c all`): `job_type_version`,
+`infrastructure_target`, `deployed_by`, `update_time` and `last_call_time` (Unix timestamps) and
+`pub_url`, the job's address on the gateway (what `racetrack call` posts to).
+"""
 
 from __future__ import annotations
 
@@ -8,11 +13,13 @@ from typing import Any
 
 import msgspec
 from fastapi import APIRouter, Request, Response
+from sqlalchemy import select
+from sqlalchemy.orm import Session
 
 from lifecycle.store import deployments as deployment_store
 from lifecycle.store import jobs as job_store
 from lifecycle.store.audit import record_event
-from lifecycle.store.models import Job, Scope
+from lifecycle.store.models import Deployment, Job, Scope
 from trackside.manifest import resolve
 
 from .dependencies import CurrentSubject, control_plane, require
@@ -25,11 +32,15 @@ def _time(value: datetime | None) -> float | None:
     return value.timestamp() if value else None
 
 
-def job_dto(job: Job | job_store.JobSummary, pub_url: str) -> dict[str, Any]:
+def job_dto(job: Job | job_store.JobSummary, pub_url: str, jobtype: str | None = None) -> dict[str, Any]:
+    """`jobtype`: the manifest's `jobtype` for a summary (a `Job` carries its manifest)."""
+    if isinstance(job, Job):
+        jobtype = job.manifest.get("jobtype")
     body: dict[str, Any] = {
         "name": job.name,
         "version": job.version,
         "status": job.status.value,
+        "job_type_version": jobtype,
         "error": job.error,
         "owner_email": job.owner_email,
         "deployed_by": job.deployed_by,
@@ -53,9 +64,20 @@ def list_jobs(request: Request, subject: CurrentSubject) -> Response:
     require(request, subject, Scope.READ_JOB)
     plane = control_plane(request)
     with plane.db.session() as session:
-        jobs = [job_dto(job, plane.pub_url) for job in job_store.list_job_summaries(session)]
+        jobtypes = _jobtypes(session)
+        jobs = [
+            job_dto(job, plane.pub_url, jobtypes.get((job.name, job.version)))
+            for job in job_store.list_job_summaries(session)
+        ]
     # encoded directly: FastAPI's per-item response validation costs more than the query itself
     return Response(msgspec.json.encode(jobs), media_type="application/json")
+
+
+def _jobtypes(session: Session) -> dict[tuple[str, str], str | None]:
+    """Each version's `jobtype` (e.g. `python3:latest`), read out of the stored manifests by the
+    database: decoding whole manifests would cost more than the listing itself."""
+    rows = session.execute(select(Job.name, Job.version, Job.manifest["jobtype"].as_string()))
+    return {(name, version): jobtype for name, version, jobtype in rows}
 
 
 def find_job(request: Request, name: str, version: str) -> Job:
@@ -116,15 +138,31 @@ def job_logs(
 def build_logs(
     name: str, version: str, request: Request, subject: CurrentSubject, tail: int = 0
 ) -> dict[str, Any]:
+    """The log of the newest deployment of the version; `tail` > 0: its last lines only."""
     require(request, subject, Scope.READ_JOB, family=name)
     with control_plane(request).db.session() as session:
-        deployments = deployment_store.list_deployments(
-            session, name, None if version == "latest" else version, limit=1
-        )
-        if not deployments:
-            raise NotFound(f"no deployment of job {name} {version}")
-        log = deployments[0].build_log or ""
+        deployment = _newest_deployment(session, name, version)
+        log = deployment.build_log or ""
+        deployment_id = deployment.id
     lines = log.splitlines()
     if tail > 0:
         lines = lines[-tail:]
-    return {"logs": "\n".join(lines), "deployment_id": deployments[0].id}
+    return {"logs": "\n".join(lines), "deployment_id": deployment_id}
+
+
+def _newest_deployment(session: Session, name: str, version: str) -> Deployment:
+    """`latest` is the newest deployment of the job whatever its version: the build its user just
+    ran, a failed one included (what `racetrack build-logs NAME` is for). An exact version or a
+    wildcard picks among the versions that have deployments."""
+    exact = None  # latest: any version
+    if version != "latest":
+        versions = session.scalars(
+            select(Deployment.job_version).where(Deployment.job_name == name).distinct()
+        ).all()
+        exact = resolve(version, versions)
+        if exact is None:
+            raise NotFound(f"no deployment of job {name} {version}")
+    deployments = deployment_store.list_deployments(session, name, exact, limit=1)
+    if not deployments:
+        raise NotFound(f"no deployment of job {name} {version}")
+    return deployments[0]
