@@ -90,6 +90,15 @@ def create_app(plane: ControlPlane, stop_on_shutdown: bool = False) -> FastAPI:
         app.include_router(probes, prefix=prefix)
         app.include_router(metrics.router, prefix=prefix)
 
+    @app.api_route("/lifecycle/socket.io/{rest:path}", methods=["GET", "POST"], include_in_schema=False)
+    def socket_io(rest: str) -> None:
+        # `racetrack logs --follow` speaks socket.io here (docs/architecture/racetrack-api.md):
+        # it prints this message instead of a bare 404
+        raise errors.NotImplementedByTrackside(
+            "racetrack logs --follow is not supported by Trackside: use `racetrack logs` without "
+            "--follow, or `trackside logs --follow`"
+        )
+
     @app.get("/", include_in_schema=False)
     @app.get("/lifecycle", include_in_schema=False)
     @app.get("/lifecycle/", include_in_schema=False)

@@ -22,6 +22,10 @@ class APIError(Exception):
         self.extra = extra
 
 
+class NotImplementedByTrackside(APIError):
+    status, type = 501, "NotImplemented"
+
+
 class BadRequest(APIError):
     status, type = 400, "BadRequest"
 

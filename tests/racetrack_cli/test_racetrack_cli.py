@@ -461,6 +461,7 @@ def test_logs_follow_is_not_served_and_says_so(site: Site) -> None:
     done = site.cli("logs", "adder", "--follow", timeout=60)
     assert done.code == FAILED
     assert "Socket.IO connection error" in done.output
+    assert "racetrack logs --follow is not supported by Trackside" in done.output, done.output
 
 
 def test_build_logs_show_the_whole_build_or_its_tail(site: Site) -> None:
