@@ -173,6 +173,9 @@ class Deployment(Base):
 
 class User(Base):
     __tablename__ = "users"
+    # ids are never reused (SQLite reuses the highest free rowid otherwise): a new subject must not
+    # inherit a deleted one's tokens, permissions or audit trail
+    __table_args__ = {"sqlite_autoincrement": True}
 
     id: Mapped[int] = mapped_column(Integer, primary_key=True)
     username: Mapped[str] = mapped_column(String(SUBJECT_NAME_LENGTH), unique=True)
@@ -187,6 +190,9 @@ class Esc(Base):
     """An external service consumer: a machine caller of jobs."""
 
     __tablename__ = "escs"
+    # ids are never reused (SQLite reuses the highest free rowid otherwise): a new subject must not
+    # inherit a deleted one's tokens, permissions or audit trail
+    __table_args__ = {"sqlite_autoincrement": True}
 
     id: Mapped[int] = mapped_column(Integer, primary_key=True)
     name: Mapped[str] = mapped_column(String(SUBJECT_NAME_LENGTH), unique=True)

@@ -143,3 +143,29 @@ def test_a_failed_sqlite_migration_leaves_nothing_behind(
         assert inspect(db.engine).get_table_names() == []
     finally:
         db.dispose()
+
+
+@pytest.mark.parametrize("backend", BACKENDS)
+def test_subject_ids_are_never_reused_also_after_upgrading_from_0001(
+    make_database: MakeDatabase, backend: str
+) -> None:
+    from lifecycle.auth.escs import create_esc, delete_esc
+    from lifecycle.auth.subjects import esc_subject
+    from lifecycle.auth.tokens import issue_token, list_tokens
+    from lifecycle.store.models import SubjectType
+
+    db = make_database(backend, migrate=False)
+    db.upgrade("0001")
+    with db.session() as session:  # data written under the old schema survives the upgrade
+        kept = create_esc(session, "kept", actor="tests").id
+        old = create_esc(session, "old", actor="tests")
+        issue_token(session, esc_subject(old), actor="tests")
+        old_id = old.id
+    db.upgrade()
+    with db.session() as session:
+        assert delete_esc(session, "old", actor="tests")
+    with db.session() as session:
+        new = create_esc(session, "new", actor="tests")
+        assert new.id not in (kept, old_id)
+        assert list_tokens(session, SubjectType.ESC, new.id, include_revoked=True) == []
+    assert migration.schema_differences(db.engine) == []
