@@ -21,12 +21,11 @@ $(VENV)/.synced: $(UV) pyproject.toml wrappers/python3/pyproject.toml
 	$(UV) sync --python $(PYTHON) --all-groups
 	touch $@
 
-PORT ?= 7000
+# the platform (`trackside up`, data in .trackside-data or $TRACKSIDE_DATA_DIR) with
+# sample-jobs/adder deployed, in the foreground until Ctrl-C
+PORT ?= 7200
 run: setup
-	@echo "Serving sample-jobs/adder on http://127.0.0.1:$(PORT) (Ctrl-C stops it). Try:"
-	@echo "  curl -X POST http://127.0.0.1:$(PORT)/api/v1/perform -H 'Content-Type: application/json' -d '{\"numbers\": [40, 2]}'"
-	@echo "  Swagger UI: http://127.0.0.1:$(PORT)/docs    metrics: http://127.0.0.1:$(PORT)/metrics"
-	$(BIN)/python -m trackside_wrapper run sample-jobs/adder --port $(PORT)
+	$(BIN)/python scripts/make_run.py --port $(PORT)
 
 # the suite mostly waits on subprocesses, so a few workers beat the core count
 PYTEST_WORKERS ?= 3
@@ -43,3 +42,22 @@ bench: setup
 
 clean:
 	rm -rf $(VENV) $(TOOLS) .pytest_cache .ruff_cache .mypy_cache
+
+# The platform image (Dockerfile): lifecycle, gateway and dashboard. podman or docker, whichever is
+# installed (CONTAINER_ENGINE=... to choose); PYTHON_IMAGE=... builds on another base image;
+# IMAGE_BUILD_FLAGS=... passes more flags to the build (e.g. --network host).
+IMAGE ?= trackside
+IMAGE_TAG ?= dev
+PYTHON_IMAGE ?=
+IMAGE_BUILD_FLAGS ?=
+CONTAINER_ENGINE ?= $(shell command -v podman 2>/dev/null || command -v docker 2>/dev/null)
+.PHONY: image
+image:
+	@if [ -z "$(CONTAINER_ENGINE)" ]; then \
+		echo "make image: neither podman nor docker is installed (install one, or set CONTAINER_ENGINE=/path/to/it)" >&2; exit 2; fi
+	@if ! "$(CONTAINER_ENGINE)" info >/dev/null 2>&1; then \
+		echo "make image: $(CONTAINER_ENGINE) cannot reach a container engine ('$(CONTAINER_ENGINE) info' fails: is the docker daemon or podman set up?)" >&2; exit 2; fi
+	@"$(CONTAINER_ENGINE)" build --file Dockerfile --tag "$(IMAGE):$(IMAGE_TAG)" \
+		$(if $(PYTHON_IMAGE),--build-arg "PYTHON_IMAGE=$(PYTHON_IMAGE)") $(IMAGE_BUILD_FLAGS) . \
+	|| { echo "make image: the build failed (above). It needs the base image $(or $(PYTHON_IMAGE),named by ARG PYTHON_IMAGE in the Dockerfile) and PyPI; without a reachable registry, build or import a Python base image and pass PYTHON_IMAGE=..." >&2; exit 1; }
+	@echo "built $(IMAGE):$(IMAGE_TAG)"

@@ -14,7 +14,7 @@ import tarfile
 import threading
 import time
 from collections.abc import Callable
-from pathlib import Path, PurePosixPath
+from pathlib import Path
 
 import pytest
 
@@ -24,7 +24,6 @@ from lifecycle.deploy.source import (
     GitCredentials,
     SourceError,
     fetch_git,
-    pack_build_context,
     unpack_build_context,
 )
 from tests import gitservers
@@ -39,6 +38,7 @@ from tests.gitservers import (
     head_commit,
     make_repo,
 )
+from trackside.build_context import BuildContextError, pack_directory
 
 JOB = {"job.yaml": "name: adder\n", "entrypoint.py": "class Job:\n    pass\n"}
 
@@ -548,11 +548,8 @@ def test_build_context_round_trip(tmp_path: Path) -> None:
     (job / ".git" / "config").write_text("[core]\n")
     (job / "pkg" / "cache.pyc").write_bytes(b"\0")
 
-    def ignore(rel: PurePosixPath) -> bool:
-        return rel.name == ".git" or rel.suffix == ".pyc"
-
-    packed = pack_build_context(job, ignore)
-    assert pack_build_context(job, ignore) == packed  # reproducible
+    packed = pack_directory(job)  # leaves out .git and *.pyc by itself
+    assert pack_directory(job) == packed  # reproducible
     root = unpack_build_context(packed, tmp_path / "out" / "context")
 
     assert root == tmp_path / "out" / "context"
@@ -566,8 +563,8 @@ def test_pack_refuses_links_pointing_outside(tmp_path: Path) -> None:
     job = tmp_path / "job"
     job.mkdir()
     os.symlink("/etc/passwd", job / "passwd")
-    with pytest.raises(SourceError, match="passwd is a symbolic link pointing outside"):
-        pack_build_context(job)
+    with pytest.raises(BuildContextError, match="passwd is a symbolic link pointing outside"):
+        pack_directory(job)
 
 
 def _targz(*members: tuple[tarfile.TarInfo, bytes | None], fmt: int = tarfile.PAX_FORMAT) -> str:

@@ -8,6 +8,8 @@ from typing import Annotated
 
 import typer
 
+from .output import TracksideCommand
+
 DATA_DIR_HELP = (
     "where jobs, environments and the database live (default $TRACKSIDE_DATA_DIR or ~/.local/share/trackside)"
 )
@@ -27,7 +29,7 @@ def up(
 
     Ctrl-C stops it and its jobs; the next `trackside up` brings every job back.
 
-    Example: [bold]trackside up --port 7200[/bold]
+    Example: trackside up --port 7200
     """
     from trackside.embedded import up as run_up
 
@@ -44,7 +46,7 @@ def serve(
     lifecycle: TRACKSIDE_DATABASE_URL, TRACKSIDE_SECRET_KEY, TRACKSIDE_DATA_DIR, TRACKSIDE_PUB_URL ...
     pub: TRACKSIDE_LIFECYCLE_URL and TRACKSIDE_GATEWAY_TOKEN (a token allowed the admin API).
 
-    Example: [bold]TRACKSIDE_LIFECYCLE_URL=http://lifecycle:7200 trackside serve pub --port 7205[/bold]
+    Example: TRACKSIDE_LIFECYCLE_URL=http://lifecycle:7200 trackside serve pub --port 7205
     """
     from trackside.serve import serve as run_serve
 
@@ -52,5 +54,5 @@ def serve(
 
 
 def register(app: typer.Typer) -> None:
-    app.command()(up)
-    app.command()(serve)
+    app.command(cls=TracksideCommand)(up)
+    app.command(cls=TracksideCommand)(serve)
