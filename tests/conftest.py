@@ -22,6 +22,12 @@ REPO = Path(__file__).resolve().parent.parent
 SAMPLE_JOBS = REPO / "sample-jobs"
 IN_CI = os.environ.get("CI", "").lower() == "true"
 
+# A suite started in the background by a non-interactive shell inherits SIGINT ignored, and so
+# would every process the tests start (Python then installs no KeyboardInterrupt handler): the
+# tests that press Ctrl-C need what a terminal gives them.
+if signal.getsignal(signal.SIGINT) is signal.SIG_IGN:
+    signal.signal(signal.SIGINT, signal.default_int_handler)
+
 
 def free_port() -> int:
     with socket.socket() as s:
