@@ -537,16 +537,14 @@ class LifecycleClient:
     # ---- the gateway ----------------------------------------------------------------------
 
     def gateway_url(self) -> str:
-        """Where jobs are called: `base/pub` for a lifecycle on loopback; otherwise the
-        lifecycle's `external_pub_url` (GET /info) when it gives a usable one."""
+        """Where jobs are called: the lifecycle's `external_pub_url` (GET /info) when it is one
+        this client can use, else `base/pub` (where `trackside up` serves it)."""
         if self._gateway is None:
             self._gateway = self._find_gateway()
         return self._gateway
 
     def _find_gateway(self) -> str:
         fallback = self.remote.base + "/pub"
-        if self.remote.is_loopback:
-            return fallback
         try:
             advertised = self.info().get("external_pub_url")
         except RemoteError:
@@ -554,8 +552,10 @@ class LifecycleClient:
         if not isinstance(advertised, str) or not advertised.startswith(("http://", "https://")):
             return fallback
         host = urlsplit(advertised).hostname or ""
-        if host in ("0.0.0.0", "::", "localhost") or host.startswith("127."):  # what the server sees, not us
+        if host in ("0.0.0.0", "::"):  # an address the server listens on, not one to call
             return fallback
+        if (host == "localhost" or host.startswith("127.") or host == "::1") and not self.remote.is_loopback:
+            return fallback  # the server's own view of itself, not reachable from here
         return advertised.rstrip("/")
 
     def job_url(self, name: str, version: str, path: str = "") -> str:

@@ -247,3 +247,25 @@ def test_serve_refuses_a_missing_setting(tmp_path: Path) -> None:
     assert result.returncode == 2 and "TRACKSIDE_GATEWAY_TOKEN must be 'tst_' followed by" in result.stderr, (
         result
     )
+
+
+def test_the_cli_calls_jobs_through_the_gateway_the_lifecycle_names(
+    arranged: Arrangement, tmp_path: Path
+) -> None:
+    # the lifecycle and the gateway listen on different ports: `trackside call` must ask the
+    # lifecycle where the gateway is (GET /info external_pub_url), not assume `<remote>/pub`
+    assert arranged.lifecycle is not None
+    env = {
+        **os.environ,
+        "XDG_CONFIG_HOME": str(tmp_path / "config"),
+        "TRACKSIDE_TOKEN": arranged.admin,
+        "TRACKSIDE_REMOTE": arranged.lifecycle.url,
+    }
+    called = subprocess.run(
+        [sys.executable, "-m", "trackside", "call", "adder", '{"numbers": [40, 2]}'],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert called.returncode == 0 and float(called.stdout) == 42, called
