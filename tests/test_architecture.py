@@ -63,6 +63,23 @@ def test_gateway_and_lifecycle_do_not_import_each_other() -> None:
     assert {f: p for f, p in offenders.items() if p} == {}
 
 
+def test_the_dashboard_is_a_client_of_the_lifecycle_api_only() -> None:
+    """DESIGN §1: the dashboard talks to the lifecycle over its API (never its code or its
+    database), and only the launchers import the dashboard."""
+    files = _package_files("dashboard")
+    assert files
+    forbidden = {"lifecycle", "pub", "sqlalchemy"}
+    offenders = {str(f.relative_to(REPO)): sorted(_imported_packages(f) & forbidden) for f in files}
+    assert {f: p for f, p in offenders.items() if p} == {}
+    importers = [
+        str(f.relative_to(REPO))
+        for package in ("trackside", "lifecycle", "pub", "benchmarks")
+        for f in _package_files(package)
+        if "dashboard" in _imported_packages(f) and not (package == "trackside" and _is_launcher(f.stem))
+    ]
+    assert importers == []
+
+
 def test_the_cli_package_reaches_the_platform_only_through_the_launchers() -> None:
     platform = {"lifecycle", "pub", "dashboard"}
     for path in _package_files("trackside"):

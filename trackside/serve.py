@@ -1,4 +1,4 @@
-"""`trackside serve lifecycle|pub`: one component of the platform in a process of its own, as on
+"""`trackside serve lifecycle|pub|dashboard`: one component of the platform in a process of its own, as on
 Kubernetes. Configured by environment (12-factor); the platform is imported lazily.
 
 lifecycle: everything `LifecycleConfig.from_env` reads (TRACKSIDE_DATA_DIR, TRACKSIDE_DATABASE_URL,
@@ -9,6 +9,10 @@ pub: TRACKSIDE_LIFECYCLE_URL (required), TRACKSIDE_GATEWAY_TOKEN (required),
     TRACKSIDE_PUB_AUTH_TTL (seconds a decision is fresh, default 5), TRACKSIDE_PUB_STALE_TTL
     (seconds answers are served while the lifecycle is unreachable, default 60), and what
     GatewayConfig.from_env and AsyncSettings.from_env read.
+dashboard: TRACKSIDE_LIFECYCLE_URL (required), TRACKSIDE_DASHBOARD_SECRET (optional: the key its
+    forms' CSRF tokens are signed with; random per process otherwise, which several replicas
+    must not be) and TRACKSIDE_PUBLIC_URL (optional: the platform's root as users reach it, for
+    the `trackside login` line it shows).
 """
 
 from __future__ import annotations
@@ -33,8 +37,10 @@ def serve(component: str, host: str, port: int, environ: Mapping[str, str] | Non
             app, stop = _lifecycle(env, host, port)
         elif component == "pub":
             app, stop = _pub(env), None
+        elif component == "dashboard":
+            app, stop = _dashboard(env, host, port), None
         else:
-            raise ConfigurationError(f"unknown component {component!r}: lifecycle or pub")
+            raise ConfigurationError(f"unknown component {component!r}: lifecycle, pub or dashboard")
     except ConfigurationError as error:
         print(f"Error: {error}", file=sys.stderr)
         raise SystemExit(2) from None
@@ -122,6 +128,24 @@ def _pub(env: dict[str, str]) -> Any:
     async_calls = AsyncCalls(registry, LifecycleAsyncStore(lifecycle_url, token), async_settings)
     print(f"Trackside gateway for the lifecycle at {registry.api_url}", flush=True)
     return PathDispatcher({"/pub/async": async_calls}, gateway)
+
+
+def _dashboard(env: dict[str, str], host: str, port: int) -> Any:
+    from dashboard.app import create_app
+    from dashboard.config import DashboardConfig
+    from dashboard.lifecycle_api import LifecycleAPI
+
+    lifecycle_url = _required(env, "TRACKSIDE_LIFECYCLE_URL", "http://127.0.0.1:7200")
+    try:
+        config = DashboardConfig.from_env(env)
+    except ValueError as error:
+        raise ConfigurationError(str(error)) from None
+    api = LifecycleAPI.over_http(lifecycle_url)
+    print(
+        f"Trackside dashboard: http://{host}:{port}{config.prefix}  (lifecycle at {api.description})",
+        flush=True,
+    )
+    return create_app(config, api)
 
 
 def _logging(env: Mapping[str, str]) -> None:

@@ -17,15 +17,20 @@ from . import (
     async_calls,
     audit,
     deploy,
+    deployment_history,
     errors,
     escs,
     families,
     gateway,
     info,
+    job_metrics,
+    job_overview,
+    job_public_endpoints,
     jobs,
     metrics,
     permissions,
     public_endpoints,
+    redeploy,
     streams,
     users,
 )
@@ -67,6 +72,12 @@ def create_app(plane: ControlPlane, stop_on_shutdown: bool = False) -> FastAPI:
         streams.router,
         gateway.router,
         async_calls.router,
+        # what the dashboard reads beyond Racetrack's API
+        job_overview.router,
+        deployment_history.router,
+        job_metrics.router,
+        job_public_endpoints.router,
+        redeploy.router,
     ):
         api.include_router(router)
     for prefix in PREFIXES:

@@ -1,6 +1,8 @@
 """Users and API tokens: accounts (admin), passwords and tokens (the user or an admin).
 
-`POST /users/login` and `GET /users/validate_user_auth` (Racetrack's) live in info.py.
+`POST /users/login` and `GET /users/validate_user_auth` (Racetrack's) live in info.py;
+`GET /users/me` says who the token speaks for and what it may administer, `POST /users/logout`
+revokes the token making the request (a dashboard's sign-out).
 A new token is shown once, in the answer that creates it; listings show its prefix only.
 """
 
@@ -126,6 +128,42 @@ def _user(request: Request, username: str) -> User:
         if user is None:
             raise NotFound(f"user {username} not found")
         return user
+
+
+# ---- the caller ------------------------------------------------------------------------------
+
+
+class MeOut(BaseModel):
+    username: str
+    subject: str
+    subject_type: SubjectType
+    is_admin: bool
+    can_administer: bool = Field(description="may call the admin API (an admin, or call_admin_api granted)")
+    token_id: int | None
+    token_expires_at: datetime | None
+
+
+@router.get("/users/me")
+def me(request: Request, subject: CurrentSubject) -> MeOut:
+    return MeOut(
+        username=subject.name,
+        subject=subject.description,
+        subject_type=subject.type,
+        is_admin=subject.is_admin,
+        can_administer=is_admin(request, subject),
+        token_id=subject.token_id,
+        token_expires_at=subject.token_expires_at,
+    )
+
+
+@router.post("/users/logout")
+def logout(request: Request, subject: CurrentSubject) -> dict[str, Any]:
+    """Revoke the token this request carries; the next request with it is a 401."""
+    if subject.token_id is None:
+        raise Conflict("this request's credential is not a revocable token")
+    with control_plane(request).db.session() as session:
+        token_store.revoke_token(session, subject.token_id, actor=subject.description)
+    return {"token_id": subject.token_id, "revoked": True}
 
 
 # ---- users -----------------------------------------------------------------------------------

@@ -61,6 +61,7 @@ def test_trackside_up_serves_the_gateway_and_chain_calls(tmp_path: Path) -> None
         done = deploy("adder", adder, runtime_env={"LOG_CALLER_NAME": "true"})
         assert done["status"] == "done", done
         assert done["job"]["pub_url"].startswith(f"{url}/pub/job/")
+        assert api.get("/job/adder/0.0.1").json()["last_call_time"] is None  # nobody called it yet
 
         # sample-jobs/chain's input example calls adder: without the grant its deploy fails, saying why
         refused = deploy("chain", chain)
@@ -70,7 +71,6 @@ def test_trackside_up_serves_the_gateway_and_chain_calls(tmp_path: Path) -> None
         done = deploy("chain", chain)
         assert done["status"] == "done", done
 
-        assert api.get("/job/adder/0.0.1").json()["last_call_time"] is None
         r = httpx.post(f"{url}/pub/job/adder/latest/api/v1/perform", json={"numbers": [40, 2]}, headers=auth)
         assert r.status_code == 200 and r.json() == 42, r.text
         deadline = time.monotonic() + 10  # the gateway reports last calls in batches

@@ -18,6 +18,7 @@ DATA_DIR_HELP = (
 class Component(StrEnum):
     lifecycle = "lifecycle"
     pub = "pub"
+    dashboard = "dashboard"
 
 
 def up(
@@ -25,7 +26,7 @@ def up(
     host: Annotated[str, typer.Option(help="address to listen on")] = "127.0.0.1",
     data_dir: Annotated[Path | None, typer.Option(help=DATA_DIR_HELP)] = None,
 ) -> None:
-    """Run the whole platform in this process (lifecycle at /lifecycle, gateway at /pub).
+    """Run the whole platform in this process (lifecycle at /lifecycle, gateway at /pub, dashboard at /dashboard).
 
     Ctrl-C stops it and its jobs; the next `trackside up` brings every job back.
 
@@ -45,6 +46,7 @@ def serve(
 
     lifecycle: TRACKSIDE_DATABASE_URL, TRACKSIDE_SECRET_KEY, TRACKSIDE_DATA_DIR, TRACKSIDE_PUB_URL ...
     pub: TRACKSIDE_LIFECYCLE_URL and TRACKSIDE_GATEWAY_TOKEN (a token allowed the admin API).
+    dashboard: TRACKSIDE_LIFECYCLE_URL; optional TRACKSIDE_DASHBOARD_SECRET, TRACKSIDE_PUBLIC_URL.
 
     Example: TRACKSIDE_LIFECYCLE_URL=http://lifecycle:7200 trackside serve pub --port 7205
     """
