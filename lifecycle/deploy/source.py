@@ -21,7 +21,7 @@ Git (`fetch_git`)
     * git runs with GIT_TERMINAL_PROMPT=0, stdin closed, LC_ALL=C (its messages are matched to
       name the failure), in its own process group (a timeout kills git and its helpers).
 
-Build context (`unpack_build_context`, `pack_build_context`)
+Build context (`unpack_build_context`; the CLI packs it with trackside.build_context)
     base64 of a tar.gz of the job directory. Limits: 50 MiB packed and 50 MiB unpacked (counted
     while decompressing, headers are not trusted), 20,000 entries. Allowed entries: regular
     files, directories, symbolic links that stay inside the context (relative, checked again
@@ -43,7 +43,6 @@ import queue
 import re
 import shutil
 import signal
-import stat
 import subprocess
 import tarfile
 import tempfile
@@ -51,7 +50,7 @@ import threading
 import time
 import zlib
 from collections import deque
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path, PurePosixPath
 from typing import IO, cast
@@ -653,55 +652,3 @@ def _check_links_stay_inside(root: Path) -> None:
                 if os.path.commonpath([real_root, resolved]) != real_root:
                     rel = os.path.relpath(path, root)
                     raise SourceError(f"the build context has a symbolic link pointing outside it: {rel!r}")
-
-
-def pack_build_context(directory: Path, ignore: Callable[[PurePosixPath], bool] | None = None) -> str:
-    """A job directory as base64 of a tar.gz (what the CLI uploads), for `unpack_build_context`.
-
-    `ignore(relative_path)` returning True leaves a file out (a directory with everything in it).
-    Entries are sorted, owners dropped, modes reduced to 644/755: the same tree packs the same.
-    Symbolic links are kept as links and must stay inside `directory`; devices, fifos and
-    sockets are refused (ignore them).
-    """
-    root = directory.resolve()
-    if not root.is_dir():
-        raise SourceError(f"{directory} is not a directory")
-    buffer = io.BytesIO()
-    with (
-        gzip.GzipFile(fileobj=buffer, mode="wb", mtime=0) as gz,
-        tarfile.open(fileobj=gz, mode="w", format=tarfile.PAX_FORMAT) as tar,
-    ):
-        for path, rel in _walk(root, PurePosixPath(), ignore):
-            st = os.lstat(path)
-            info = tarfile.TarInfo(rel.as_posix())
-            info.mtime = int(st.st_mtime)
-            if stat.S_ISLNK(st.st_mode):
-                resolved = os.path.realpath(path)
-                if os.path.commonpath([str(root), resolved]) != str(root):
-                    raise SourceError(f"{rel} is a symbolic link pointing outside {directory}")
-                info.type, info.linkname, info.mode = tarfile.SYMTYPE, os.readlink(path), 0o777
-                tar.addfile(info)
-            elif stat.S_ISDIR(st.st_mode):
-                info.type, info.mode = tarfile.DIRTYPE, 0o755
-                tar.addfile(info)
-            elif stat.S_ISREG(st.st_mode):
-                info.size, info.mode = st.st_size, 0o755 if st.st_mode & 0o100 else 0o644
-                with open(path, "rb") as content:
-                    tar.addfile(info, content)
-            else:
-                raise SourceError(
-                    f"{rel} is not a file, directory or symbolic link (a device, fifo or socket)"
-                )
-    return base64.b64encode(buffer.getvalue()).decode("ascii")
-
-
-def _walk(
-    directory: Path, rel: PurePosixPath, ignore: Callable[[PurePosixPath], bool] | None
-) -> Iterator[tuple[Path, PurePosixPath]]:
-    for entry in sorted(os.scandir(directory), key=lambda e: e.name):
-        child_rel = rel / entry.name
-        if ignore is not None and ignore(child_rel):
-            continue
-        yield Path(entry.path), child_rel
-        if entry.is_dir(follow_symlinks=False):
-            yield from _walk(Path(entry.path), child_rel, ignore)

@@ -11,23 +11,20 @@ import time
 import uuid
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
-from pathlib import Path, PurePosixPath
+from pathlib import Path
 from typing import Any
 
 import pytest
 import yaml
 
-from lifecycle.deploy.source import MAX_CONTEXT_BYTES, pack_build_context
+from lifecycle.deploy.source import MAX_CONTEXT_BYTES
 from lifecycle.store import jobs as job_store
 from tests.conftest import SAMPLE_JOBS
 from tests.gitservers import file_url, make_repo
 from tests.lifecycle.platform import API, Platform, running_platform
+from trackside.build_context import pack_directory
 
 ADDER = SAMPLE_JOBS / "adder"
-
-
-def _no_cache(path: PurePosixPath) -> bool:
-    return path.name == "__pycache__"
 
 
 def adder_manifest(name: str, **changes: Any) -> dict[str, Any]:
@@ -52,7 +49,7 @@ def platform(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Platform]:
 
 @pytest.fixture(scope="module")
 def adder_context() -> str:
-    return pack_build_context(ADDER, ignore=_no_cache)
+    return pack_directory(ADDER)
 
 
 def test_a_job_deploys_from_its_packed_directory(platform: Platform, adder_context: str) -> None:

@@ -12,7 +12,7 @@ import itertools
 import threading
 import time
 from collections.abc import Iterator
-from pathlib import Path, PurePosixPath
+from pathlib import Path
 from typing import Any
 
 import httpx
@@ -22,13 +22,13 @@ import uvicorn
 from lifecycle.api.app import create_app
 from lifecycle.api.job_metrics import quantile
 from lifecycle.control_plane import ControlPlane
-from lifecycle.deploy.source import pack_build_context
 from lifecycle.store import jobs as job_store
 from lifecycle.store.models import JobStatus
 from tests.conftest import SAMPLE_JOBS, free_port
 from tests.gitservers import commit_files, file_url, make_repo
 from tests.lifecycle.platform import lifecycle_config
 from tests.lifecycle.test_streams import EventReader
+from trackside.build_context import pack_directory
 
 API = "/api/v1"
 PASSWORD = "correct horse battery"
@@ -59,10 +59,6 @@ def manifest(
         "jobtype_extra": {"entrypoint_path": "entrypoint.py"},
         **extra,
     }
-
-
-def _no_cache(path: PurePosixPath) -> bool:
-    return path.name == "__pycache__"
 
 
 class Lifecycle:
@@ -179,7 +175,7 @@ def test_the_overview_shows_each_caller_what_it_may_read(lifecycle: Lifecycle, t
     webview_dir = tmp_path / "page"
     webview_dir.mkdir()
     (webview_dir / "entrypoint.py").write_text(WEBVIEW)
-    context = pack_build_context(webview_dir, ignore=_no_cache)
+    context = pack_directory(webview_dir)
     lifecycle.deploy(manifest("ov-page"), build_context=context)
 
     body = lifecycle.ok("GET", "/jobs/overview")
@@ -382,7 +378,7 @@ def test_redeploy_fetches_the_source_again_with_the_stored_secrets(
 
 
 def test_a_version_from_an_uploaded_directory_cannot_be_redeployed(lifecycle: Lifecycle) -> None:
-    context = pack_build_context(SAMPLE_JOBS / "adder", ignore=_no_cache)
+    context = pack_directory(SAMPLE_JOBS / "adder")
     lifecycle.deploy(manifest("dash-uploaded"), build_context=context)
     r = lifecycle.client.post("/job/dash-uploaded/0.0.1/redeploy")
     assert r.status_code == 409 and "uploaded directory" in r.json()["error"]

@@ -10,7 +10,6 @@ import threading
 import time
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, field
-from pathlib import PurePosixPath
 from typing import Any
 
 import httpx
@@ -25,21 +24,17 @@ from lifecycle.auth.escs import create_esc
 from lifecycle.auth.subjects import esc_subject
 from lifecycle.control_plane import ControlPlane
 from lifecycle.deploy.pipeline import PHASES
-from lifecycle.deploy.source import pack_build_context
 from lifecycle.store.models import Scope
 from tests.conftest import SAMPLE_JOBS, free_port
 from tests.lifecycle.platform import lifecycle_config
+from trackside.build_context import pack_directory
 
 API = "/api/v1"
 BROKEN_ENTRYPOINT = "import not_a_module_anywhere_xyz\n"
 
 
-def _no_cache(path: PurePosixPath) -> bool:
-    return path.name == "__pycache__"
-
-
 def adder_context() -> str:
-    return pack_build_context(SAMPLE_JOBS / "adder", ignore=_no_cache)
+    return pack_directory(SAMPLE_JOBS / "adder")
 
 
 def manifest(name: str, **extra: Any) -> dict[str, Any]:
@@ -307,7 +302,7 @@ def test_a_failing_deployment_ends_with_failed_and_its_error(platform: Platform,
     job = tmp_path / "broken"
     job.mkdir()
     (job / "entrypoint.py").write_text(BROKEN_ENTRYPOINT)
-    deployment_id = platform.deploy(manifest("stream-broken"), pack_build_context(job))
+    deployment_id = platform.deploy(manifest("stream-broken"), pack_directory(job))
     events = platform.events(deployment_id).rest(timeout=120)
     final = events[-1]
     assert final.event == "failed", [(e.event, e.data) for e in events]
