@@ -26,7 +26,11 @@ from typing import Any
 
 
 class ConfigurationError(Exception):
-    """A required setting is missing or wrong; the message names it."""
+    """A required setting is missing or wrong; the message names it (exit 2)."""
+
+
+class StartupFailed(Exception):
+    """The component could not start with what it was given (e.g. its database is down; exit 1)."""
 
 
 def serve(component: str, host: str, port: int, environ: Mapping[str, str] | None = None) -> None:
@@ -44,6 +48,9 @@ def serve(component: str, host: str, port: int, environ: Mapping[str, str] | Non
     except ConfigurationError as error:
         print(f"Error: {error}", file=sys.stderr)
         raise SystemExit(2) from None
+    except StartupFailed as error:
+        print(f"Error: {error}", file=sys.stderr)
+        raise SystemExit(1) from None
     try:
         _run(app, host, port)
     finally:
@@ -72,6 +79,9 @@ def _seconds(env: Mapping[str, str], name: str, default: float) -> float:
 
 
 def _lifecycle(env: dict[str, str], host: str, port: int) -> tuple[Any, Callable[[], None]]:
+    from sqlalchemy.engine import make_url
+    from sqlalchemy.exc import ArgumentError, SQLAlchemyError
+
     from lifecycle.api.app import create_app
     from lifecycle.auth.gateway_credential import BadGatewayToken, ensure_gateway_credential
     from lifecycle.config import LifecycleConfig
@@ -82,9 +92,29 @@ def _lifecycle(env: dict[str, str], host: str, port: int) -> tuple[Any, Callable
         config = LifecycleConfig.from_env(embedded=False, environ=env)
     except ValueError as error:
         raise ConfigurationError(str(error)) from None
-    plane = ControlPlane(config, pub_url=pub_url)
+    try:
+        where = make_url(config.database_url).render_as_string(hide_password=True)
+    except ArgumentError:
+        raise ConfigurationError(
+            "TRACKSIDE_DATABASE_URL is not a database URL (e.g. postgresql://USER@HOST/DB)"
+        ) from None
+
+    def unusable(error: SQLAlchemyError) -> StartupFailed:
+        problem = str(getattr(error, "orig", None) or error).strip().splitlines()[0]
+        return StartupFailed(f"cannot use the database at {where} (TRACKSIDE_DATABASE_URL): {problem}")
+
+    try:
+        plane = ControlPlane(config, pub_url=pub_url)
+    except ValueError as error:  # e.g. TRACKSIDE_SECRET_KEY
+        raise ConfigurationError(str(error)) from None
+    except SQLAlchemyError as error:
+        raise unusable(error) from None
     gateway_token = env.get("TRACKSIDE_GATEWAY_TOKEN", "").strip()
-    report = plane.start()
+    try:
+        report = plane.start()
+    except SQLAlchemyError as error:
+        plane.stop()
+        raise unusable(error) from None
     try:
         if gateway_token:
             ensure_gateway_credential(plane.db, gateway_token)

@@ -269,3 +269,29 @@ def test_the_cli_calls_jobs_through_the_gateway_the_lifecycle_names(
         timeout=60,
     )
     assert called.returncode == 0 and float(called.stdout) == 42, called
+
+
+def test_serve_lifecycle_names_a_bad_database_without_its_password(tmp_path: Path) -> None:
+    env = {k: v for k, v in os.environ.items() if not k.startswith("TRACKSIDE_")}
+    base = {**env, "TRACKSIDE_DATA_DIR": str(tmp_path / "d"), "TRACKSIDE_PUB_URL": "http://127.0.0.1:1/pub"}
+    command = [sys.executable, "-m", "trackside", "serve", "lifecycle", "--port", str(free_port())]
+    down = f"postgresql://trackside:s3cret-pw@127.0.0.1:{free_port()}/trackside"
+    result = subprocess.run(
+        command, env={**base, "TRACKSIDE_DATABASE_URL": down}, capture_output=True, text=True, timeout=60
+    )
+    assert result.returncode == 1, result
+    assert "Error: cannot use the database at postgresql://trackside:***@127.0.0.1" in result.stderr, result
+    assert "s3cret-pw" not in result.stdout + result.stderr and "Traceback" not in result.stderr
+    result = subprocess.run(
+        command,
+        env={**base, "TRACKSIDE_DATABASE_URL": "not a url"},
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert result.returncode == 2 and "TRACKSIDE_DATABASE_URL is not a database URL" in result.stderr, result
+    result = subprocess.run(
+        command, env={**base, "TRACKSIDE_SECRET_KEY": "short"}, capture_output=True, text=True, timeout=60
+    )
+    assert result.returncode == 2 and "TRACKSIDE_SECRET_KEY" in result.stderr, result
+    assert "Traceback" not in result.stderr
