@@ -477,8 +477,8 @@ def test_killed_replicas(s: Scenario) -> None:
     # one of two replicas killed: the other answers every request
     first, second = s.platform.replica_pids("echo", "1.2.0")
     os.kill(first, signal.SIGKILL)
-    answered = [s.echo("1.2.0")["pid"] for _ in range(6)]
-    assert set(answered) == {second}
+    answered = [s.echo("1.2.0")["pid"] for _ in range(6)]  # each one answered, none by the dead one
+    assert first not in answered and second in answered, answered  # (its restart may answer too)
 
     # none left: 502 (refused) or 503 (no ready replica) at once, never a hang
     os.kill(second, signal.SIGKILL)
