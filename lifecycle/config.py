@@ -1,4 +1,5 @@
-"""LifecycleConfig: where the lifecycle keeps its data, which database it uses and its secret key."""
+"""LifecycleConfig: where the lifecycle keeps its data, which database it uses, its secret key and
+where jobs run (the default infrastructure target and the settings of the container one)."""
 
 from __future__ import annotations
 
@@ -9,10 +10,20 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from cryptography.fernet import Fernet
+from trackside_wrapper.job_image import ca_bundle_from_env
 
 SECRET_KEY_FILE = "secret.key"
 DATABASE_FILE = "trackside.db"
 DEFAULT_AUTH_CACHE_TTL = 5.0
+
+EMBEDDED = "embedded"
+DOCKER = "docker"
+# a manifest's `infrastructure_target` (or TRACKSIDE_INFRASTRUCTURE_TARGET) -> the target it names
+TARGET_ALIASES = {EMBEDDED: EMBEDDED, "local": EMBEDDED, DOCKER: DOCKER, "podman": DOCKER}
+DEFAULT_BASE_IMAGE = "python:{python_version}-slim"
+DEFAULT_IMAGE_REPOSITORY = "localhost/trackside"
+CONTAINER_NETWORK_HOST = "host"
+RESTART_POLICIES = ("no", "always", "on-failure", "unless-stopped")
 
 _TRUE = {"1", "true", "yes", "on"}
 _FALSE = {"0", "false", "no", "off"}
@@ -23,12 +34,77 @@ class ConfigError(ValueError):
 
 
 @dataclass(frozen=True)
+class ContainerConfig:
+    """How the `docker` infrastructure builds and runs job images (see docs/containers.md)."""
+
+    engine: str | None = None  # "podman", "docker" or a path; None: podman, else docker, found on PATH
+    base_image: str = DEFAULT_BASE_IMAGE  # `{python_version}` is the job's (or the lifecycle's) Python
+    image_repository: str = DEFAULT_IMAGE_REPOSITORY
+    build_network: str | None = None  # the network of RUN steps (pip); None: the engine's default
+    build_ca_bundle: Path | None = None  # CA certificates pip trusts during builds
+    push: bool = False  # push every built image to image_repository
+    registry_username: str | None = None
+    registry_password: str | None = field(default=None, repr=False)
+    network: str | None = None  # None: the engine's default, published on 127.0.0.1; "host"; a name
+    pub_url: str | None = None  # the gateway as seen from a container (default: derived from PUB_URL)
+    restart_policy: str = "on-failure"
+    stop_with_lifecycle: bool = True  # stop the containers when the lifecycle stops
+
+    @classmethod
+    def from_env(cls, env: Mapping[str, str]) -> ContainerConfig:
+        """TRACKSIDE_CONTAINER_ENGINE, TRACKSIDE_IMAGE_BASE, TRACKSIDE_IMAGE_REPOSITORY,
+        TRACKSIDE_IMAGE_PUSH, TRACKSIDE_REGISTRY_USERNAME, TRACKSIDE_REGISTRY_PASSWORD,
+        TRACKSIDE_BUILD_NETWORK, TRACKSIDE_BUILD_CA_BUNDLE (default: PIP_CERT, SSL_CERT_FILE or
+        REQUESTS_CA_BUNDLE when one names a file), TRACKSIDE_CONTAINER_NETWORK,
+        TRACKSIDE_CONTAINER_PUB_URL, TRACKSIDE_CONTAINER_RESTART, TRACKSIDE_CONTAINERS_STOP_WITH_LIFECYCLE."""
+        restart = env.get("TRACKSIDE_CONTAINER_RESTART", "").strip() or "on-failure"
+        if restart.split(":")[0] not in RESTART_POLICIES:
+            raise ConfigError(
+                f"TRACKSIDE_CONTAINER_RESTART must be one of {', '.join(RESTART_POLICIES)}, got {restart!r}"
+            )
+        base_image = env.get("TRACKSIDE_IMAGE_BASE", "").strip() or DEFAULT_BASE_IMAGE
+        try:
+            base_image.format(python_version="3")
+        except (KeyError, IndexError, ValueError):
+            raise ConfigError(
+                f"TRACKSIDE_IMAGE_BASE may hold only the placeholder {{python_version}}, got {base_image!r}"
+            ) from None
+        push = _bool(env, "TRACKSIDE_IMAGE_PUSH", default=False)
+        username = env.get("TRACKSIDE_REGISTRY_USERNAME") or None
+        password = env.get("TRACKSIDE_REGISTRY_PASSWORD") or None
+        if bool(username) != bool(password):
+            raise ConfigError("TRACKSIDE_REGISTRY_USERNAME and TRACKSIDE_REGISTRY_PASSWORD go together")
+        return cls(
+            engine=env.get("TRACKSIDE_CONTAINER_ENGINE", "").strip() or None,
+            base_image=base_image,
+            image_repository=env.get("TRACKSIDE_IMAGE_REPOSITORY", "").strip().rstrip("/")
+            or DEFAULT_IMAGE_REPOSITORY,
+            build_network=env.get("TRACKSIDE_BUILD_NETWORK", "").strip() or None,
+            build_ca_bundle=_ca_bundle(env),
+            push=push,
+            registry_username=username,
+            registry_password=password,
+            network=env.get("TRACKSIDE_CONTAINER_NETWORK", "").strip() or None,
+            pub_url=env.get("TRACKSIDE_CONTAINER_PUB_URL", "").strip() or None,
+            restart_policy=restart,
+            stop_with_lifecycle=_bool(env, "TRACKSIDE_CONTAINERS_STOP_WITH_LIFECYCLE", default=True),
+        )
+
+
+def infrastructure_target(name: str) -> str | None:
+    """The target a manifest's `infrastructure_target` names (None: no such target)."""
+    return TARGET_ALIASES.get(name.strip().lower())
+
+
+@dataclass(frozen=True)
 class LifecycleConfig:
     data_dir: Path
     database_url: str
     secret_key: str = field(repr=False)
     allow_file_remotes: bool = True
     auth_cache_ttl: float = DEFAULT_AUTH_CACHE_TTL
+    infrastructure_target: str = EMBEDDED  # where jobs run whose manifest names no target
+    containers: ContainerConfig = field(default_factory=ContainerConfig)
 
     @classmethod
     def from_env(cls, embedded: bool = True, environ: Mapping[str, str] | None = None) -> LifecycleConfig:
@@ -37,9 +113,18 @@ class LifecycleConfig:
         TRACKSIDE_DATA_DIR (default $XDG_DATA_HOME/trackside or ~/.local/share/trackside),
         TRACKSIDE_DATABASE_URL (default a SQLite file in the data dir), TRACKSIDE_SECRET_KEY
         (default a Fernet key generated once into DATA_DIR/secret.key, mode 600),
-        TRACKSIDE_ALLOW_FILE_REMOTES (default: true when embedded), TRACKSIDE_AUTH_CACHE_TTL (seconds).
+        TRACKSIDE_ALLOW_FILE_REMOTES (default: true when embedded), TRACKSIDE_AUTH_CACHE_TTL (seconds),
+        TRACKSIDE_INFRASTRUCTURE_TARGET (embedded, also called local, or docker; default embedded)
+        and the container settings of ContainerConfig.from_env.
         """
         env = os.environ if environ is None else environ
+        raw_target = env.get("TRACKSIDE_INFRASTRUCTURE_TARGET", "").strip() or EMBEDDED
+        target = infrastructure_target(raw_target)
+        if target is None:
+            raise ConfigError(
+                f"TRACKSIDE_INFRASTRUCTURE_TARGET must be one of {', '.join(TARGET_ALIASES)}, got {raw_target!r}"
+            )
+        containers = ContainerConfig.from_env(env)
         data_dir = Path(env.get("TRACKSIDE_DATA_DIR") or _default_data_dir(env)).expanduser().absolute()
         ensure_private_dir(data_dir)
         database_url = env.get("TRACKSIDE_DATABASE_URL") or f"sqlite:///{data_dir / DATABASE_FILE}"
@@ -50,6 +135,8 @@ class LifecycleConfig:
             secret_key=secret_key,
             allow_file_remotes=_bool(env, "TRACKSIDE_ALLOW_FILE_REMOTES", default=embedded),
             auth_cache_ttl=_seconds(env, "TRACKSIDE_AUTH_CACHE_TTL", default=DEFAULT_AUTH_CACHE_TTL),
+            infrastructure_target=target,
+            containers=containers,
         )
 
 
@@ -98,6 +185,13 @@ def load_or_create_key_file(path: Path) -> str:
     if not key:
         raise ConfigError(f"the secret key file {path} is empty; delete it to generate a new key")
     return key
+
+
+def _ca_bundle(env: Mapping[str, str]) -> Path | None:
+    try:
+        return ca_bundle_from_env(env)
+    except ValueError as e:
+        raise ConfigError(str(e)) from None
 
 
 def _bool(env: Mapping[str, str], name: str, default: bool) -> bool:

@@ -19,9 +19,11 @@ from sqlalchemy.orm import Session
 from lifecycle import family_tokens
 from lifecycle.auth import permissions, public_endpoints
 from lifecycle.auth.subjects import Subject
+from lifecycle.config import EMBEDDED
 from lifecycle.deploy.builder import BuildResult
+from lifecycle.deploy.infrastructures import Infrastructures, UnknownTarget
 from lifecycle.deploy.pipeline import STARTING, DeployFailed, DeploySpec, Pipeline
-from lifecycle.deploy.runner import Runner, RunSpec
+from lifecycle.deploy.runner import Resources, Runner, RunSpec
 from lifecycle.deploy.source import GitCredentials
 from lifecycle.secrets import SecretBox
 from lifecycle.store import deployments as deployment_store
@@ -34,6 +36,19 @@ from lifecycle.store.models import DeploymentStatus, JobStatus, Scope, SecretKin
 from trackside.manifest import Manifest, ManifestError, manifest_to_dict, manifest_to_yaml, parse_manifest
 
 logger = logging.getLogger("trackside.lifecycle.deployments")
+
+
+def resources_of(manifest: Manifest) -> Resources:
+    """The manifest's `resources` as the runner takes them."""
+    r = manifest.resources
+    if r is None:
+        return Resources()
+    return Resources(
+        memory_min=r.memory_min.bytes if r.memory_min else None,
+        memory_max=r.memory_max.bytes if r.memory_max else None,
+        cpu_min=float(r.cpu_min.cores) if r.cpu_min else None,
+        cpu_max=float(r.cpu_max.cores) if r.cpu_max else None,
+    )
 
 
 class DeployRejected(Exception):
@@ -91,12 +106,14 @@ class DeploymentService:
         secrets: SecretBox,
         pub_url: str,
         workers: int = 2,
+        targets: Infrastructures | None = None,
     ) -> None:
         self.db = db
         self.pipeline = pipeline
         self.runner = runner
         self.secrets = secrets
         self.pub_url = pub_url.rstrip("/")
+        self.targets = targets
         self._executor = ThreadPoolExecutor(max_workers=workers, thread_name_prefix="deploy")
         self._lock = threading.Lock()
         self._active: set[tuple[str, str]] = set()
@@ -117,6 +134,10 @@ class DeploymentService:
             and not self.pipeline.settings.allow_file_remotes
         ):
             raise DeployRejected(400, "git.remote: file:// remotes are not allowed by this lifecycle")
+        try:
+            self.target(manifest)
+        except UnknownTarget as e:
+            raise DeployRejected(400, str(e)) from None
         self._authorise(subject, manifest)
         key = (manifest.name, manifest.version)
         with self._lock:
@@ -159,7 +180,7 @@ class DeploymentService:
                         secret_records.save_secrets(
                             session, self.secrets, kind, dict(values), deployment_id=deployment_id
                         )
-                for warning in manifest.warnings:
+                for warning in [*manifest.warnings, *self._target_warnings(manifest)]:
                     deployment_store.add_warning(session, deployment_id, warning)
                 record_event(
                     session,
@@ -171,6 +192,34 @@ class DeploymentService:
             self._active.add(key)
         self._executor.submit(self._run, deployment_id, manifest, request, subject)
         return deployment_id
+
+    def target(self, manifest: Manifest) -> str:
+        """The infrastructure target the manifest's job runs on (its own or the default)."""
+        if self.targets is None:
+            if manifest.infrastructure_target not in (None, EMBEDDED, "local"):
+                raise UnknownTarget(
+                    f"infrastructure_target: unknown target {manifest.infrastructure_target!r}; "
+                    f"this lifecycle has {EMBEDDED}"
+                )
+            return EMBEDDED
+        return self.targets.resolve(manifest.infrastructure_target)
+
+    def _target_warnings(self, manifest: Manifest) -> list[str]:
+        """What the manifest asks for that its target does not do."""
+        if self.target(manifest) != EMBEDDED:
+            return []
+        warnings = []
+        if manifest.system_dependencies:
+            warnings.append(
+                "system_dependencies are installed only in container images (infrastructure_target: "
+                "docker); this job runs on the embedded target and uses the machine's packages"
+            )
+        if manifest.resources is not None:
+            warnings.append(
+                "resources are enforced only in containers (infrastructure_target: docker); "
+                "on the embedded target they are not"
+            )
+        return warnings
 
     def _authorise(self, subject: Subject, manifest: Manifest) -> None:
         with self.db.session() as session:
@@ -229,6 +278,9 @@ class DeploymentService:
             runtime_env=self.runtime_env(manifest, request.runtime_env_secrets),
             replicas=manifest.replicas,
             no_cache=request.no_cache,
+            infrastructure=self.target(manifest),
+            system_dependencies=tuple(manifest.system_dependencies),
+            resources=resources_of(manifest),
         )
 
     def runtime_env(
@@ -260,7 +312,7 @@ class DeploymentService:
             status=JobStatus.STARTING,
             replicas=manifest.replicas,
             labels=dict(manifest.labels),
-            infrastructure_target=manifest.infrastructure_target,
+            infrastructure_target=self.target(manifest),
         )
 
     def _succeeded(
@@ -282,6 +334,7 @@ class DeploymentService:
             job.manifest_yaml = manifest_to_yaml(manifest)
             job.manifest = manifest_to_dict(manifest)
             job.replicas = manifest.replicas
+            job.infrastructure_target = build.infrastructure
             job.deployed_by = actor
             secret_records.move_secrets_to_job(session, deployment_id, manifest.name, manifest.version)
             # the manifest's public endpoints wait for an admin's approval (POST /public-endpoints/{id}/approve)
@@ -300,9 +353,18 @@ class DeploymentService:
                     },
                 )
             deployment_store.finish_deployment(session, deployment_id, DeploymentStatus.DONE)
+            self._release(manifest)
         if previous is not None:
             self.pipeline.builder.release(previous)
         logger.info("deployment %s: %s %s is running", deployment_id, manifest.name, manifest.version)
+
+    def _release(self, manifest: Manifest) -> None:
+        """Let the next deploy of the version in, before the unit of work that finishes this one
+        commits: until it does, the store still shows this deployment in progress (and `submit`
+        refuses on that), and once it has, a client that saw `done` may deploy again at once.
+        Without `_lock`: `submit` holds it while it waits for the store, which this unit of work
+        holds (one discard is atomic)."""
+        self._active.discard((manifest.name, manifest.version))
 
     def _grant_ownership(self, subject: Subject, family: str) -> None:
         """Racetrack's default: whoever deploys a family may delete its versions. In a unit of work
@@ -324,6 +386,7 @@ class DeploymentService:
                 job_store.delete_job(session, manifest.name, manifest.version)  # a new job: nothing stays
             secret_records.delete_secrets(session, deployment_id=deployment_id)
             deployment_store.finish_deployment(session, deployment_id, DeploymentStatus.FAILED, error=error)
+            self._release(manifest)
         logger.info(
             "deployment %s of %s %s failed: %s", deployment_id, manifest.name, manifest.version, error
         )
@@ -379,6 +442,7 @@ class DeploymentService:
                             manifest, dict(runtime_secrets.reveal()) if runtime_secrets else {}, session
                         ),
                         manifest_yaml=job.manifest_yaml,
+                        resources=resources_of(manifest),
                     )
                 )
         return lost

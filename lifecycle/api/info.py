@@ -23,7 +23,7 @@ def info(request: Request) -> dict[str, Any]:
         "lifecycle_version": __version__,
         "auth_required": True,
         "external_pub_url": plane.pub_url,
-        "infrastructure_targets": {"embedded": "local processes"},
+        "infrastructure_targets": plane.infrastructure_targets(),
     }
 
 

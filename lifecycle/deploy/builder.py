@@ -1,7 +1,8 @@
 """The Builder contract: turn a job's source into something a Runner can start.
 
-One implementation per infrastructure (embedded: `venv_builder.VenvBuilder`); the deploy
-pipeline only knows this protocol.
+One implementation per infrastructure (embedded: `venv_builder.VenvBuilder`, containers:
+`image_builder.ImageBuilder`); the deploy pipeline only knows this protocol, and
+`infrastructures.RoutingBuilder` hands each request to the builder of its target.
 """
 
 from __future__ import annotations
@@ -28,14 +29,21 @@ class BuildRequest:
     build_env: dict[str, str] = field(repr=False)
     check_requirements: bool  # jobtype_extra.check_requirements
     no_cache: bool = False
+    infrastructure: str = "embedded"  # the target the build is for (config.TARGET_ALIASES' values)
+    system_dependencies: tuple[str, ...] = ()  # apt packages (images only)
+    git_commit: str | None = None  # of the fetched source, None for an uploaded build context
 
 
 @dataclass(frozen=True)
 class BuildResult:
     environment_id: str  # dependency fingerprint; the cache key of the environment
-    python: Path  # interpreter that runs the job (has trackside_wrapper installed)
-    code_dir: Path  # this version's private copy of the source
+    python: (
+        Path  # interpreter that runs the job (has trackside_wrapper installed; in an image: its path there)
+    )
+    code_dir: Path  # this version's private copy of the source (an image build: its record directory)
     cached: bool  # True when the environment was reused
+    infrastructure: str = "embedded"  # the target that can run it
+    image: str | None = None  # the image id, for builds of container images
 
 
 class Builder(Protocol):

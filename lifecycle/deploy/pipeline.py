@@ -17,7 +17,7 @@ from typing import Protocol
 
 from .builder import Builder, BuildError, BuildRequest, BuildResult
 from .examples import check_examples
-from .runner import ReplicaState, Runner, RunSpec
+from .runner import ReplicaState, Resources, Runner, RunSpec
 from .source import GitCredentials, SourceError, fetch_git, unpack_build_context
 
 FETCHING = "fetching the source code"
@@ -61,6 +61,9 @@ class DeploySpec:
     runtime_env: dict[str, str] = field(default_factory=dict)
     replicas: int = 1
     no_cache: bool = False
+    infrastructure: str = "embedded"  # the target that builds and runs it
+    system_dependencies: tuple[str, ...] = ()
+    resources: Resources = field(default_factory=Resources)
 
 
 @dataclass(frozen=True)
@@ -106,7 +109,7 @@ class Pipeline:
 
             phase = BUILDING
             reporter.phase(BUILDING)
-            build = self._build(spec, source_root, reporter)
+            build = self._build(spec, source_root, commit, reporter)
 
             phase = STARTING
             reporter.phase(STARTING)
@@ -120,6 +123,7 @@ class Pipeline:
                     build=build,
                     env=dict(spec.runtime_env),
                     manifest_yaml=spec.manifest_yaml,
+                    resources=spec.resources,
                 )
             )
 
@@ -176,7 +180,9 @@ class Pipeline:
         )
         return fetched.root, fetched.commit
 
-    def _build(self, spec: DeploySpec, source_root: Path, reporter: Reporter) -> BuildResult:
+    def _build(
+        self, spec: DeploySpec, source_root: Path, commit: str | None, reporter: Reporter
+    ) -> BuildResult:
         request = BuildRequest(
             job_name=spec.job_name,
             job_version=spec.job_version,
@@ -186,6 +192,9 @@ class Pipeline:
             build_env=dict(spec.build_env),
             check_requirements=spec.check_requirements,
             no_cache=spec.no_cache,
+            infrastructure=spec.infrastructure,
+            system_dependencies=spec.system_dependencies,
+            git_commit=commit,
         )
         result = self.builder.build(request, reporter.log)
         reporter.log("environment reused from cache" if result.cached else "environment built")

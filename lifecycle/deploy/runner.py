@@ -1,7 +1,8 @@
 """The Runner contract: keep a built job running as supervised replicas.
 
-One implementation per infrastructure (embedded: `local_runner.LocalRunner`); the deploy pipeline
-only knows this protocol.
+One implementation per infrastructure (embedded: `local_runner.LocalRunner`, containers:
+`container_runner.ContainerRunner`); the deploy pipeline only knows this protocol, and
+`infrastructures.RoutingRunner` hands each call to the runner of the version's target.
 
 Generations. Replicas are keyed by (name, version, deployment_timestamp): each `start` adds a
 generation, and earlier generations of the same version keep running until they are retired.
@@ -32,6 +33,16 @@ from .builder import BuildResult
 
 
 @dataclass(frozen=True)
+class Resources:
+    """A replica's share of the machine (manifest `resources`); None: no reservation or limit."""
+
+    memory_min: int | None = None  # bytes
+    memory_max: int | None = None  # bytes
+    cpu_min: float | None = None  # cores
+    cpu_max: float | None = None  # cores
+
+
+@dataclass(frozen=True)
 class RunSpec:
     job_name: str
     job_version: str
@@ -41,6 +52,7 @@ class RunSpec:
     # runtime_env + runtime secrets (+ reserved variables, which the runner sets from the fields)
     env: dict[str, str] = field(repr=False)
     manifest_yaml: str
+    resources: Resources = field(default_factory=Resources)  # enforced where the runner can (containers)
 
 
 @dataclass(frozen=True)

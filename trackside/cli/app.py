@@ -4,10 +4,10 @@ from __future__ import annotations
 
 import typer
 
-from . import about, admin, deploy, dev, jobs, output, platform, remotes
+from . import about, admin, build, deploy, dev, jobs, output, platform, remotes
 
 # each module has `register(app)`; keep the list short and the modules light (see the package doc)
-COMMAND_MODULES = (output, platform, dev, deploy, jobs, remotes, admin, about)
+COMMAND_MODULES = (output, platform, dev, deploy, build, jobs, remotes, admin, about)
 
 
 def build_app() -> typer.Typer:
