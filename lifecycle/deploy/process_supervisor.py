@@ -260,7 +260,9 @@ class Generation:
         if self._registry is not None:
             self._registry.forget(r.process.pid)
         if r.reader is not None:
-            r.reader.join(timeout=1.0)
+            # its last lines tell a taken port from a crash: give a loaded machine time to read them
+            # (the group was just killed, so the pipe closes unless something escaped the group)
+            r.reader.join(timeout=5.0)
         now = time.monotonic()
         uptime = now - r.started_at
         output = self._output_tail(r, _ERROR_TAIL)
