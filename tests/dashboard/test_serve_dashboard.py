@@ -8,10 +8,8 @@ from __future__ import annotations
 import contextlib
 import os
 import re
-import signal
 import subprocess
 import sys
-import time
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -21,39 +19,7 @@ import pytest
 
 from tests.conftest import SAMPLE_JOBS, free_port
 from tests.gitservers import file_url, make_repo
-from tests.lifecycle.platform import TracksideUp, job_manifest
-
-
-class ServedDashboard:
-    def __init__(self, log: Path, env: dict[str, str]) -> None:
-        self.port = free_port()
-        self.url = f"http://127.0.0.1:{self.port}"
-        self.log = log
-        with open(log, "ab") as out:
-            self.process = subprocess.Popen(
-                [sys.executable, "-m", "trackside", "serve", "dashboard", "--port", str(self.port)],
-                stdout=out,
-                stderr=subprocess.STDOUT,
-                env={**os.environ, "PYTHONUNBUFFERED": "1", **env},
-            )
-        deadline = time.monotonic() + 60
-        while True:
-            try:
-                if httpx.get(self.url + "/dashboard/sign-in").status_code == 200:
-                    break
-            except httpx.TransportError:
-                pass
-            assert self.process.poll() is None, self.output()
-            assert time.monotonic() < deadline, self.output()
-            time.sleep(0.1)
-
-    def output(self) -> str:
-        return self.log.read_text(errors="replace")
-
-    def stop(self) -> int:
-        if self.process.poll() is None:
-            self.process.send_signal(signal.SIGTERM)
-        return self.process.wait(30)
+from tests.lifecycle.platform import ServedComponent, TracksideUp, job_manifest
 
 
 def signed_in(url: str, token: str) -> httpx.Client:
@@ -71,20 +37,21 @@ def signed_in(url: str, token: str) -> httpx.Client:
 @dataclass
 class Arrangement:
     up: TracksideUp
-    dashboard: ServedDashboard
+    dashboard: ServedComponent
 
 
 @pytest.fixture(scope="module")
 def arrangement(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Arrangement]:
     root = tmp_path_factory.mktemp("serve-dashboard")
     up = TracksideUp(root / "data", root / "up.log")
-    dashboard: ServedDashboard | None = None
+    dashboard: ServedComponent | None = None
     try:
         repo = make_repo(
             root / "adder", {"entrypoint.py": (SAMPLE_JOBS / "adder" / "entrypoint.py").read_text()}
         )
         assert up.wait(up.deploy(job_manifest("adder", file_url(repo))))["status"] == "done"
-        dashboard = ServedDashboard(
+        dashboard = ServedComponent(
+            "dashboard",
             root / "dashboard.log",
             {"TRACKSIDE_LIFECYCLE_URL": up.url, "TRACKSIDE_DASHBOARD_SECRET": "a shared secret for replicas"},
         )
@@ -129,7 +96,8 @@ def test_the_dashboard_alone_shows_the_lifecycle_s_jobs(arrangement: Arrangement
 def test_a_shared_secret_makes_forms_valid_across_replicas(arrangement: Arrangement, tmp_path: Path) -> None:
     """Two dashboard processes with one TRACKSIDE_DASHBOARD_SECRET accept each other's forms."""
     up = arrangement.up
-    other = ServedDashboard(
+    other = ServedComponent(
+        "dashboard",
         tmp_path / "other.log",
         {"TRACKSIDE_LIFECYCLE_URL": up.url, "TRACKSIDE_DASHBOARD_SECRET": "a shared secret for replicas"},
     )
@@ -148,8 +116,8 @@ def test_a_shared_secret_makes_forms_valid_across_replicas(arrangement: Arrangem
 
 def test_an_unreachable_lifecycle_is_a_page_saying_so(tmp_path: Path) -> None:
     closed = free_port()
-    dashboard = ServedDashboard(
-        tmp_path / "dashboard.log", {"TRACKSIDE_LIFECYCLE_URL": f"http://127.0.0.1:{closed}"}
+    dashboard = ServedComponent(
+        "dashboard", tmp_path / "dashboard.log", {"TRACKSIDE_LIFECYCLE_URL": f"http://127.0.0.1:{closed}"}
     )
     try:
         with httpx.Client(base_url=dashboard.url) as client:

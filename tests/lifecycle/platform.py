@@ -187,3 +187,41 @@ class TracksideUp:
         self.client.close()
         self.process.send_signal(sig)
         return self.process.wait(30)
+
+
+class ServedComponent:
+    """`python -m trackside serve COMPONENT` on a free port (or `port`), its output in `log`,
+    waited for until it answers its probe."""
+
+    PROBES = {"lifecycle": "/lifecycle/live", "pub": "/pub/live", "dashboard": "/dashboard/sign-in"}
+
+    def __init__(self, component: str, log: Path, env: dict[str, str], port: int | None = None) -> None:
+        self.component = component
+        self.port = port or free_port()
+        self.url = f"http://127.0.0.1:{self.port}"
+        self.log = log
+        with open(log, "ab") as out:
+            self.process = subprocess.Popen(
+                [sys.executable, "-m", "trackside", "serve", component, "--port", str(self.port)],
+                stdout=out,
+                stderr=subprocess.STDOUT,
+                env={**os.environ, "PYTHONUNBUFFERED": "1", **env},
+            )
+        deadline = time.monotonic() + 60
+        while True:
+            try:
+                if httpx.get(self.url + self.PROBES[component]).status_code == 200:
+                    break
+            except httpx.TransportError:
+                pass
+            assert self.process.poll() is None, self.output()
+            assert time.monotonic() < deadline, self.output()
+            time.sleep(0.1)
+
+    def output(self) -> str:
+        return self.log.read_text(errors="replace")
+
+    def stop(self, sig: int = signal.SIGTERM) -> int:
+        if self.process.poll() is None:
+            self.process.send_signal(sig)
+        return self.process.wait(30)

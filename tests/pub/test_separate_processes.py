@@ -19,45 +19,9 @@ import pytest
 
 from tests.conftest import SAMPLE_JOBS, free_port
 from tests.gitservers import file_url, make_repo
-from tests.lifecycle.platform import job_manifest
+from tests.lifecycle.platform import ServedComponent, job_manifest
 
 PERFORM = "/api/v1/perform"
-
-
-class Served:
-    """`python -m trackside serve COMPONENT` on a free port, its output in a log file."""
-
-    def __init__(self, component: str, log: Path, env: dict[str, str], port: int | None = None) -> None:
-        self.component = component
-        self.port = port or free_port()
-        self.url = f"http://127.0.0.1:{self.port}"
-        self.log = log
-        with open(log, "ab") as out:
-            self.process = subprocess.Popen(
-                [sys.executable, "-m", "trackside", "serve", component, "--port", str(self.port)],
-                stdout=out,
-                stderr=subprocess.STDOUT,
-                env={**os.environ, "PYTHONUNBUFFERED": "1", **env},
-            )
-        probe = "/lifecycle/live" if component == "lifecycle" else "/pub/live"
-        deadline = time.monotonic() + 60
-        while True:
-            try:
-                if httpx.get(self.url + probe).status_code == 200:
-                    break
-            except httpx.TransportError:
-                pass
-            assert self.process.poll() is None, self.output()
-            assert time.monotonic() < deadline, self.output()
-            time.sleep(0.1)
-
-    def output(self) -> str:
-        return self.log.read_text(errors="replace")
-
-    def stop(self, sig: int = signal.SIGTERM) -> int:
-        if self.process.poll() is None:
-            self.process.send_signal(sig)
-        return self.process.wait(30)
 
 
 class Arrangement:
@@ -66,10 +30,10 @@ class Arrangement:
         self.data = tmp / "data"
         self.pub_port = free_port()
         self.gateway_token = "tst_" + secrets.token_hex(32)
-        self.lifecycle: Served | None = None
-        self.pub: Served | None = None
+        self.lifecycle: ServedComponent | None = None
+        self.pub: ServedComponent | None = None
 
-    def start_lifecycle(self) -> Served:
+    def start_lifecycle(self) -> ServedComponent:
         env = {
             "TRACKSIDE_DATA_DIR": str(self.data),
             "TRACKSIDE_PUB_URL": f"http://127.0.0.1:{self.pub_port}/pub",
@@ -77,10 +41,10 @@ class Arrangement:
             "TRACKSIDE_ALLOW_FILE_REMOTES": "true",
         }
         port = self.lifecycle.port if self.lifecycle is not None else None
-        self.lifecycle = Served("lifecycle", self.tmp / "lifecycle.log", env, port)
+        self.lifecycle = ServedComponent("lifecycle", self.tmp / "lifecycle.log", env, port)
         return self.lifecycle
 
-    def start_pub(self) -> Served:
+    def start_pub(self) -> ServedComponent:
         assert self.lifecycle is not None
         env = {
             "TRACKSIDE_LIFECYCLE_URL": self.lifecycle.url,
@@ -88,7 +52,7 @@ class Arrangement:
             "TRACKSIDE_PUB_AUTH_TTL": "30",  # long enough that the test's cached decisions stay fresh
             "TRACKSIDE_PUB_LAST_CALL_INTERVAL": "0.3",
         }
-        self.pub = Served("pub", self.tmp / "pub.log", env, self.pub_port)
+        self.pub = ServedComponent("pub", self.tmp / "pub.log", env, self.pub_port)
         return self.pub
 
     @property
