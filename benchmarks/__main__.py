@@ -1,5 +1,5 @@
-"""`python -m benchmarks [--duration S] [--quick] [--only a,b,c,d,429,deploy,fleet,listing] [--lifecycle] ...`
-(what `make bench` runs)."""
+"""`python -m benchmarks [--duration S] [--quick] [--only a,b,c,d,429,deploy,fleet,listing,gateway,cli,dashboard,containers] [--lifecycle] ...`
+(what `make bench` runs; `dashboard` and `containers` only when asked for)."""
 
 from __future__ import annotations
 
@@ -16,7 +16,7 @@ import time
 from pathlib import Path
 from typing import Any
 
-from . import gateway, lifecycle, racetrack, report, servers
+from . import cli, containers, dashboard, gateway, lifecycle, racetrack, report, servers
 from .lifecycle import LIFECYCLE_KEYS, LifecycleFailed, LifecycleSettings, LifecycleUnavailable
 from .load import Wrk, WrkFailed, WrkMissing, ensure_wrk, wrk_version
 from .processes import Cores, ServerFailed, terminate_on_sigterm
@@ -28,6 +28,9 @@ EXIT_PREREQUISITE = 3
 KEPT_LOG_RUNS = 5
 WRAPPER_KEYS = frozenset({*SERVER_KEYS, REJECT_KEY})
 GATEWAY_KEY = "gateway"
+CLI_KEY = cli.CLI_KEY
+DASHBOARD_KEY = dashboard.DASHBOARD_KEY  # not in the default selection: `--only dashboard`
+CONTAINERS_KEY = containers.CONTAINERS_KEY  # not in the default selection: `--only containers`
 # `--only lifecycle` (and `--lifecycle`) stand for all of LIFECYCLE_KEYS
 LIFECYCLE_ALIAS = "lifecycle"
 
@@ -46,11 +49,13 @@ def _only(text: str) -> frozenset[str]:
     chosen = {part.strip().lower() for part in text.split(",") if part.strip()}
     if LIFECYCLE_ALIAS in chosen:
         chosen = (chosen - {LIFECYCLE_ALIAS}) | set(LIFECYCLE_KEYS)
-    unknown = chosen - WRAPPER_KEYS - set(LIFECYCLE_KEYS) - {GATEWAY_KEY}
+    unknown = (
+        chosen - WRAPPER_KEYS - set(LIFECYCLE_KEYS) - {GATEWAY_KEY, CLI_KEY, DASHBOARD_KEY, CONTAINERS_KEY}
+    )
     if unknown or not chosen:
         raise argparse.ArgumentTypeError(
-            "choose from a, b, c, d, 429, deploy, fleet, listing (or lifecycle for those three), gateway; "
-            f"got {text!r}"
+            "choose from a, b, c, d, 429, deploy, fleet, listing (or lifecycle for those three), gateway, "
+            f"cli, dashboard, containers; got {text!r}"
         )
     return frozenset(chosen)
 
@@ -74,16 +79,17 @@ def _parser() -> argparse.ArgumentParser:
         "--quick",
         action="store_true",
         help="a fast check that everything runs: --duration 1 --warmup 0 --cold-starts 1 "
-        "--concurrency 8 --warm-deploys 1 --job-versions 100 --listing-requests 20 --fleet-size 3, "
+        "--concurrency 8 --warm-deploys 1 --job-versions 100 --listing-requests 20 --fleet-size 3 "
+        "--cli-runs 5, "
         "unless given",
     )
     selection = parser.add_mutually_exclusive_group()
     selection.add_argument(
         "--only",
         type=_only,
-        default=WRAPPER_KEYS | set(LIFECYCLE_KEYS) | {GATEWAY_KEY},
-        help="comma-separated subset of a,b,c,d,429,deploy,fleet,listing; `lifecycle` stands for the "
-        "last three (default all)",
+        default=WRAPPER_KEYS | set(LIFECYCLE_KEYS) | {GATEWAY_KEY, CLI_KEY},
+        help="comma-separated subset of a,b,c,d,429,deploy,fleet,listing,gateway,cli,dashboard,containers; "
+        "`lifecycle` stands for deploy,fleet,listing (default all but dashboard and containers)",
     )
     selection.add_argument(
         "--lifecycle",
@@ -98,6 +104,9 @@ def _parser() -> argparse.ArgumentParser:
     )
     parser.add_argument("--listing-requests", type=int, help="measured GET /job requests (default 200)")
     parser.add_argument("--fleet-size", type=int, help="adder jobs running at once (default 50)")
+    parser.add_argument(
+        "--cli-runs", type=int, help="runs of `trackside --help` and `trackside list` (median; default 21)"
+    )
     parser.add_argument(
         "--output",
         type=Path,
@@ -125,6 +134,8 @@ def _settings(args: argparse.Namespace) -> Settings:
     for name in ("duration", "cold_starts"):
         if getattr(args, name) is not None and getattr(args, name) < 1:
             raise SystemExit(f"--{name.replace('_', '-')} must be at least 1")
+    if args.cli_runs is not None and args.cli_runs < 1:
+        raise SystemExit("--cli-runs must be at least 1")
     if args.warmup is not None and args.warmup < 0:
         raise SystemExit("--warmup must be at least 0")
     concurrency = args.concurrency or ((8,) if args.quick else (1, 8, 64))
@@ -236,6 +247,8 @@ def run(argv: list[str] | None = None) -> int:
                 runner = racetrack.ensure_runner(servers.REPO, args.work_dir, args.racetrack_spec)
         if lifecycle_settings.sections:
             uv_version = lifecycle.check_prerequisites(lifecycle_settings)
+        if CLI_KEY in only:
+            uv_version = cli.check_prerequisites()
         if GATEWAY_KEY in only:
             ensure_wrk()
             gateway.ensure_nginx()
@@ -293,6 +306,39 @@ def run(argv: list[str] | None = None) -> int:
                         )
                     )
                     output["gateway"] = gateway.to_json(gateway_results)
+            if DASHBOARD_KEY in only:
+                try:
+                    dashboard_results = dashboard.run(
+                        dashboard.DashboardSettings(
+                            job_versions=lifecycle_settings.job_versions, requests=5 if args.quick else 50
+                        ),
+                        args.work_dir,
+                        log_dir,
+                        log=lambda line: print(line, flush=True),
+                    )
+                except LifecycleFailed as e:
+                    print(f"error: {e}", file=sys.stderr)
+                    failed = True
+                else:
+                    texts.append(dashboard.render(dashboard_results))
+                    output["dashboard"] = dashboard.to_json(dashboard_results)
+            if CONTAINERS_KEY in only:
+                try:
+                    container_results = containers.run(
+                        containers.ContainerSettings(repeats=1 if args.quick else 3),
+                        args.work_dir,
+                        log_dir,
+                        log=lambda line: print(line, flush=True),
+                    )
+                except LifecycleUnavailable as e:
+                    print(f"error: {e}", file=sys.stderr)
+                    return EXIT_PREREQUISITE
+                except LifecycleFailed as e:
+                    print(f"error: {e}", file=sys.stderr)
+                    failed = True
+                else:
+                    texts.append(containers.render(container_results))
+                    output["containers"] = containers.to_json(container_results)
             if lifecycle_settings.sections:
                 try:
                     measured = lifecycle.run(
@@ -310,6 +356,28 @@ def run(argv: list[str] | None = None) -> int:
                 else:
                     texts.append(lifecycle.render(measured))
                     output["lifecycle"] = lifecycle.to_json(measured)
+            if CLI_KEY in only:
+                # after the lifecycle part, whose API-measured deploys it is compared with
+                try:
+                    cli_results = cli.run(
+                        cli.CliSettings(
+                            startup_runs=args.cli_runs or (5 if args.quick else 21),
+                            importtime_runs=1 if args.quick else 5,
+                            warm_deploys=lifecycle_settings.warm_deploys,
+                        ),
+                        args.work_dir,
+                        log_dir,
+                        all_cpus,
+                        uv_version,
+                        cli.section_deploys(output.get("lifecycle")),
+                        log=lambda line: print(line, flush=True),
+                    )
+                except LifecycleFailed as e:
+                    print(f"error: {e}", file=sys.stderr)
+                    failed = True
+                else:
+                    texts.append(cli.render(cli_results))
+                    output["cli"] = cli.to_json(cli_results)
         except KeyboardInterrupt:
             print("\ninterrupted: all servers stopped", file=sys.stderr)
             return 130
