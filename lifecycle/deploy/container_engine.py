@@ -11,15 +11,15 @@ import contextlib
 import json
 import os
 import subprocess
-from collections import deque
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
 from trackside_wrapper.job_image import ContainerEngine
 
+from .streamed_command import run_streamed
+
 DEFAULT_TIMEOUT = 120.0
-_TAIL = 60
 
 
 class EngineError(Exception):
@@ -115,28 +115,7 @@ class EngineCli:
     ) -> tuple[int, list[str]]:
         """Run a full command line (e.g. a build), passing its output line by line, scrubbed, to
         `log`; the exit code and the last lines."""
-        tail: deque[str] = deque(maxlen=_TAIL)
-        process = subprocess.Popen(
-            command,
-            stdin=subprocess.DEVNULL,
-            stdout=subprocess.PIPE,
-            stderr=subprocess.STDOUT,
-            env={**os.environ, **env},
-            text=True,
-            errors="replace",
-            bufsize=1,
-        )
-        try:
-            assert process.stdout is not None
-            for raw in process.stdout:
-                line = scrub(raw.rstrip("\n"))
-                tail.append(line)
-                log(line)
-            return process.wait(), list(tail)
-        finally:
-            if process.poll() is None:
-                process.kill()
-                process.wait()
+        return run_streamed(command, {**os.environ, **env}, log, scrub)
 
     # ---- images --------------------------------------------------------------------------------
 
@@ -242,15 +221,25 @@ class EngineCli:
             self.run(["rm", "--force", name])
 
     def logs(self, name: str, tail: int | None) -> list[str]:
-        """The container's output with the engine's timestamps, oldest first."""
-        args = ["logs", "--timestamps"]
+        """The container's output with the engine's timestamps, oldest first. Both streams: the CLI
+        writes what the container wrote to stderr (tracebacks, uvicorn's log) to its own stderr."""
+        args = [self.engine.path, "logs", "--timestamps"]
         if tail is not None:
             args += ["--tail", str(tail)]
         try:
-            out = self.run([*args, name])
-        except EngineError:
+            done = subprocess.run(
+                [*args, name],
+                stdin=subprocess.DEVNULL,
+                stdout=subprocess.PIPE,
+                stderr=subprocess.STDOUT,
+                timeout=self.timeout,
+                check=False,
+            )
+        except (OSError, subprocess.TimeoutExpired):
             return []
-        return out.splitlines()
+        if done.returncode != 0:
+            return []
+        return done.stdout.decode(errors="replace").splitlines()
 
     def follow_logs(self, name: str, tail: int | None) -> subprocess.Popen[str]:
         """A process printing the container's output as it comes: the last `tail` lines first

@@ -9,17 +9,15 @@ answering. One thread per generation owns its containers; other threads only rea
 
 from __future__ import annotations
 
-import threading
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Any, Protocol
 
 import httpx
 
 from .container_engine import ContainerInfo, EngineCli, EngineError
-from .process_supervisor import PortAllocator, SupervisionSettings
-from .runner import ReplicaState, RunSpec
+from .process_supervisor import EventSink, PortAllocator, SupervisedGeneration, SupervisionSettings
+from .runner import RunSpec
 
 # the labels of a job's container (besides those its image carries)
 LABEL_MANAGED = "trackside.managed"
@@ -31,10 +29,6 @@ LABEL_REPLICA = "trackside.replica"
 LABEL_PORT = "trackside.port"
 _ERROR_TAIL = 15
 _ADDRESS_IN_USE = ("address already in use", "port is already allocated", "bind:")
-
-
-class EventSink(Protocol):
-    def event(self, text: str) -> None: ...
 
 
 @dataclass(frozen=True)
@@ -67,8 +61,10 @@ class _Replica:
     port_retries: int = 0
 
 
-class ContainerGeneration:
+class ContainerGeneration(SupervisedGeneration[_Replica]):
     """The replicas of one (name, version, deployment_timestamp), each a container."""
+
+    join_grace = 60.0
 
     def __init__(
         self,
@@ -82,14 +78,10 @@ class ContainerGeneration:
         adopted: dict[str, ContainerInfo] | None = None,
         stop_containers: Callable[[], bool] = lambda: True,
     ) -> None:
-        self.spec = spec
         self._engine = engine
         self._plan = plan
-        self._ports = ports
-        self._sink = sink
-        self._settings = settings
         self._stop_containers = stop_containers
-        self._replicas: list[_Replica] = []
+        replicas: list[_Replica] = []
         for slot, name in names:
             info = (adopted or {}).get(name)
             if info is not None:
@@ -101,67 +93,22 @@ class ContainerGeneration:
                     replica.action = "start"
             else:
                 replica = _Replica(slot, name, ports.allocate())
-            self._replicas.append(replica)
-        self._lock = threading.Lock()
-        self._wake = threading.Event()
-        self._stopping = threading.Event()
-        self._thread = threading.Thread(
-            target=self._run, name=f"containers-{spec.job_name}-{spec.job_version}", daemon=True
+            replicas.append(replica)
+        super().__init__(
+            spec,
+            replicas,
+            "127.0.0.1",
+            ports,
+            sink,
+            settings,
+            thread_name=f"containers-{spec.job_name}-{spec.job_version}",
         )
 
     @property
     def container_names(self) -> list[str]:
         return [r.name for r in self._replicas]
 
-    # ---- called from other threads ---------------------------------------------------------
-
-    def start(self) -> None:
-        self._thread.start()
-
-    def snapshot(self) -> list[ReplicaState]:
-        with self._lock:
-            return [
-                ReplicaState(
-                    address=f"http://127.0.0.1:{r.port}",
-                    ready=r.ready,
-                    restarts=r.restarts,
-                    last_error=r.last_error,
-                    deployment_timestamp=self.spec.deployment_timestamp,
-                    failures=r.failures,
-                    pid=r.pid,
-                )
-                for r in self._replicas
-            ]
-
-    def request_stop(self) -> None:
-        self._stopping.set()
-        self._wake.set()
-
-    def join(self) -> None:
-        self._thread.join(self._settings.stop_timeout + 60)
-
     # ---- the supervisor thread ---------------------------------------------------------------
-
-    def _run(self) -> None:
-        client = httpx.Client(timeout=httpx.Timeout(self._settings.probe_timeout), trust_env=False)
-        try:
-            while not self._stopping.is_set():
-                for replica in self._replicas:
-                    if self._stopping.is_set():
-                        break
-                    try:
-                        self._tend(replica, client)
-                    except Exception as e:  # keep supervising the others; say what went wrong
-                        with self._lock:
-                            replica.last_error = f"runner error: {e.__class__.__name__}: {e}"
-                        self._sink.event(f"replica {replica.slot}: {replica.last_error}")
-                s = self._settings
-                all_ready = all(r.ready for r in self._replicas)
-                self._wake.wait(s.probe_interval if all_ready else s.startup_probe_interval)
-                self._wake.clear()
-        finally:
-            client.close()
-            self._finish()
 
     def _tend(self, r: _Replica, client: httpx.Client) -> None:
         now = time.monotonic()
@@ -213,54 +160,21 @@ class ContainerGeneration:
                 r.restarts += 1
 
     def _failed(self, r: _Replica, reason: str, now: float, retry: str) -> None:
-        s = self._settings
-        with self._lock:
-            r.failures += 1
-            delay = min(s.backoff_initial * 2 ** (r.failures - 1), s.backoff_max)
-            r.last_error = reason
-            r.ready = False
+        def retry_at(when: float) -> None:
             r.action = retry
-            r.next_action = now + delay
-        summary = reason.splitlines()[0].rstrip(":")
-        self._sink.event(f"replica {r.slot} failed: {summary}; trying again in {delay:.1f} s")
+            r.next_action = when
 
-    def _probe(self, r: _Replica, client: httpx.Client, now: float) -> None:
-        base = f"http://127.0.0.1:{r.port}"
-        try:
-            live = client.get(f"{base}/live")
-        except httpx.HTTPError as e:
-            self._unanswered(r, now, f"/live: {e.__class__.__name__}")
-            return
-        body = _json(live)
-        if live.status_code == 500 and body.get("live") is False:
-            error = body.get("error") or live.text[:500]
-            self._failed(r, f"the job failed to load: {error}", now, "restart")
-            return
-        if live.status_code != 200:
-            self._unanswered(r, now, f"/live answered {live.status_code}")
-            return
-        with self._lock:
-            r.answered = True
-            r.probe_failures = 0
-            if now - r.started_at >= self._settings.stable_after:
-                r.failures = 0
-        reported = body.get("deployment_timestamp")
-        if reported != self.spec.deployment_timestamp:
-            with self._lock:
-                r.ready = False
-                r.last_error = (
-                    f"port {r.port} serves deployment {reported}, expected {self.spec.deployment_timestamp}"
-                )
-            return
-        try:
-            ready = client.get(f"{base}/ready").status_code == 200
-        except httpx.HTTPError:
-            ready = False
-        with self._lock:
-            r.ready = ready
-            if ready:
-                r.last_error = None
-        if ready and r.pid is None:
+        self._count_failure(r, reason, now, retry_at, "trying again")
+
+    def _load_failed(self, r: _Replica, reason: str, now: float) -> None:
+        self._failed(r, reason, now, "restart")
+
+    def _live_answered(self, r: _Replica, now: float) -> None:
+        if now - r.started_at >= self._settings.stable_after:
+            r.failures = 0
+
+    def _became_ready(self, r: _Replica) -> None:
+        if r.pid is None:
             self._inspect(r, time.monotonic())
 
     def _unanswered(self, r: _Replica, now: float, why: str) -> None:
@@ -320,12 +234,10 @@ class ContainerGeneration:
             self._plan.cleanup(names)
             if image:
                 self._plan.on_removed(image)
-        with self._lock:
-            for r in self._replicas:
-                r.ready = False
-                r.pid = None
-        for r in self._replicas:
-            self._ports.release(r.port)
+        self._all_stopped()
+
+    def _forget_process(self, r: _Replica) -> None:
+        r.pid = None
 
 
 def _describe_exit(info: ContainerInfo) -> str:
@@ -334,11 +246,3 @@ def _describe_exit(info: ContainerInfo) -> str:
     if info.exit_code > 128:
         return f"was killed by signal {info.exit_code - 128} ({info.status})"
     return f"exited with code {info.exit_code} ({info.status})"
-
-
-def _json(response: httpx.Response) -> dict[str, Any]:
-    try:
-        body = response.json()
-    except ValueError:
-        return {}
-    return body if isinstance(body, dict) else {}

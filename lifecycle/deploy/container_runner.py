@@ -47,8 +47,9 @@ from .container_generation import (
     ContainerGeneration,
     ContainerPlan,
 )
+from .generations import Generations
 from .process_supervisor import PortAllocator, SupervisionSettings
-from .runner import ReplicaState, RunSpec
+from .runner import RunSpec
 
 logger = logging.getLogger("trackside.lifecycle.containers")
 
@@ -107,7 +108,7 @@ def _load_lifecycle_id(path: Path) -> str:
     return value
 
 
-class ContainerRunner:
+class ContainerRunner(Generations[ContainerGeneration, _VersionEvents]):
     infrastructure = "docker"
 
     def __init__(
@@ -118,6 +119,7 @@ class ContainerRunner:
         supervision: SupervisionSettings | None = None,
         on_image_unused: Callable[[str], object] | None = None,
     ) -> None:
+        super().__init__()
         self.engine = engine
         self.state_dir = state_dir.resolve()
         self.settings = settings or ContainerRunSettings()
@@ -128,10 +130,6 @@ class ContainerRunner:
         self._env_dir.mkdir(parents=True, exist_ok=True)
         self._env_dir.chmod(0o700)
         self._ports = PortAllocator("127.0.0.1")
-        self._lock = threading.Lock()
-        self._generations: dict[tuple[str, str], list[ContainerGeneration]] = {}
-        self._events: dict[tuple[str, str], _VersionEvents] = {}
-        self._closed = False
         self._keep_containers = False
         # what an earlier lifecycle process left running, by (name, version, timestamp)
         self._adoptable: dict[tuple[str, str, int], dict[str, ContainerInfo]] = {}
@@ -151,17 +149,14 @@ class ContainerRunner:
             raise ValueError(f"replicas must be at least 1, got {spec.replicas}")
         if not spec.build.image:
             raise ValueError(f"{spec.job_name} {spec.job_version}: the build has no image to run")
-        key = (spec.job_name, spec.job_version)
-        with self._lock:
-            if self._closed:
-                raise RuntimeError("the runner is shut down")
-            running = self._generations.setdefault(key, [])
-            if any(g.spec.deployment_timestamp == spec.deployment_timestamp for g in running):
-                return
-            events = self._events.setdefault(key, _VersionEvents())
+        adopted: dict[str, ContainerInfo] = {}
+
+        def new_generation(events: _VersionEvents) -> ContainerGeneration:
+            nonlocal adopted
             names = [(slot, self._container_name(spec, slot)) for slot in range(spec.replicas)]
-            adopted = self._adoptable.pop((*key, spec.deployment_timestamp), {})
-            generation = ContainerGeneration(
+            # under the runner's lock, which also guards what is adoptable
+            adopted = self._adoptable.pop((spec.job_name, spec.job_version, spec.deployment_timestamp), {})
+            return ContainerGeneration(
                 spec,
                 self.engine,
                 self._plan(spec),
@@ -172,7 +167,11 @@ class ContainerRunner:
                 adopted=adopted,
                 stop_containers=lambda: not self._keep_containers,
             )
-            running.append(generation)
+
+        added = self._add(spec, _VersionEvents, new_generation)
+        if added is None:
+            return
+        events, generation = added
         if adopted:
             events.event(
                 f"deployment {spec.deployment_timestamp}: adopted {len(adopted)} running container(s)"
@@ -287,88 +286,11 @@ class ContainerRunner:
         except Exception:
             logger.exception("removing the unused image %s failed", image[:12])
 
-    # ---- state ---------------------------------------------------------------------------------
-
-    def replicas(
-        self, name: str, version: str, deployment_timestamp: int | None = None
-    ) -> list[ReplicaState]:
-        generation = self._generation(name, version, deployment_timestamp)
-        return generation.snapshot() if generation else []
-
-    def serving(self, name: str, version: str) -> list[ReplicaState]:
-        with self._lock:
-            generations = list(self._generations.get((name, version), ()))
-        for generation in reversed(generations):
-            ready = [r for r in generation.snapshot() if r.ready]
-            if ready:
-                return ready
-        return []
-
-    def versions(self) -> list[tuple[str, str]]:
-        with self._lock:
-            return [key for key, generations in self._generations.items() if generations]
-
-    def generations(self, name: str, version: str) -> list[int]:
-        with self._lock:
-            return [g.spec.deployment_timestamp for g in self._generations.get((name, version), ())]
-
-    def _generation(
-        self, name: str, version: str, deployment_timestamp: int | None
-    ) -> ContainerGeneration | None:
-        with self._lock:
-            running = self._generations.get((name, version), [])
-            if deployment_timestamp is None:
-                return running[-1] if running else None
-            return next((g for g in running if g.spec.deployment_timestamp == deployment_timestamp), None)
-
     # ---- stopping ------------------------------------------------------------------------------
 
-    def retire_others(self, name: str, version: str, keep: int) -> None:
-        self._stop(name, version, lambda timestamp: timestamp != keep)
-
-    def stop_generation(self, name: str, version: str, deployment_timestamp: int) -> None:
-        self._stop(name, version, lambda timestamp: timestamp == deployment_timestamp)
-
-    def stop(self, name: str, version: str) -> None:
-        self._stop(name, version, lambda timestamp: True)
-
-    def _stop(self, name: str, version: str, chosen: Callable[[int], bool]) -> None:
-        key = (name, version)
-        with self._lock:
-            running = self._generations.get(key, [])
-            stopping = [g for g in running if chosen(g.spec.deployment_timestamp)]
-            remaining = [g for g in running if g not in stopping]
-            if remaining:
-                self._generations[key] = remaining
-            else:
-                self._generations.pop(key, None)
-            events = self._events.get(key)
-            if not remaining:
-                self._events.pop(key, None)
-        for generation in stopping:
-            if events is not None:
-                events.event(f"deployment {generation.spec.deployment_timestamp}: stopping")
-            generation.request_stop()
-        for generation in stopping:
-            generation.join()
-        if events is not None and not remaining:
-            events.event("stopped")
-            events.close()
-
     def shutdown(self) -> None:
-        with self._lock:
-            self._closed = True
-            self._keep_containers = not self.settings.stop_with_lifecycle
-            generations = [g for running in self._generations.values() for g in running]
-            events = list(self._events.values())
-            self._generations.clear()
-            self._events.clear()
-        for generation in generations:
-            generation.request_stop()
-        for generation in generations:
-            generation.join()
-        for version_events in events:
-            version_events.close()
+        self._keep_containers = not self.settings.stop_with_lifecycle
+        self._stop_all(None)
         atexit.unregister(self.shutdown)
 
     def remove_unclaimed(self) -> int:
@@ -413,8 +335,7 @@ class ContainerRunner:
             for line in self.engine.logs(info.name, tail):
                 stamp, _, text = line.partition(" ")
                 merged.append((stamp, len(merged), prefix + text))
-        with self._lock:
-            events = self._events.get((name, version))
+        events = self._log(name, version)
         if events is not None:
             with events.lock:
                 merged += [(stamp, len(merged) + i, line) for i, (stamp, line) in enumerate(events.lines)]
@@ -422,8 +343,7 @@ class ContainerRunner:
         return [line for _, _, line in merged[-tail:]]
 
     def follow(self, name: str, version: str) -> Iterator[str]:
-        with self._lock:
-            events = self._events.get((name, version))
+        events = self._log(name, version)
         if events is None:
             return iter(())
         lines: queue.Queue[str | None] = queue.Queue(_FOLLOW_BUFFER)
@@ -454,8 +374,7 @@ class ContainerRunner:
             next_poll = 0.0
             while True:
                 if time.monotonic() >= next_poll:
-                    with self._lock:
-                        generations = list(self._generations.get((name, version), ()))
+                    generations = self._running(name, version)
                     if not generations:
                         return
                     for generation in generations:

@@ -55,6 +55,9 @@ _FINGERPRINT_RE = re.compile(r"[0-9a-f]{64}")
 _MIN_SCRUBBED = 4
 _CACHED_STEP_RE = re.compile(r"^(--> Using cache|#\d+ CACHED)")
 _BROKEN_CACHE = "layer not known"
+# what the docker CLI says when it cannot build with BuildKit: without buildx (docker >= 23), or
+# against a daemon without BuildKit such as podman's API socket (docker 20.10)
+_NO_BUILDKIT = ("buildx component is missing or broken", "failed to dial gRPC")
 
 
 class _Scrubber:
@@ -180,6 +183,13 @@ class ImageBuilder:
             finally:
                 base_lock.release()
             if rc != 0:
+                if self.engine.kind == "docker" and any(s in line for line in tail for s in _NO_BUILDKIT):
+                    raise BuildError(
+                        f"building the image failed: {self.engine.name} cannot build with BuildKit here "
+                        f"({_summary(tail)}), and job images need it: build secrets reach the install "
+                        "step only as BuildKit secret mounts. Use a Docker engine with the buildx "
+                        "component, or set TRACKSIDE_CONTAINER_ENGINE=podman"
+                    )
                 raise BuildError(f"building the image failed: {_summary(tail)}")
             image = self.engine.image_id(tag)
             if image is None:

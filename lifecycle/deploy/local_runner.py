@@ -17,12 +17,13 @@ import os
 import queue
 import threading
 import time
-from collections.abc import Callable, Iterable, Iterator
+from collections.abc import Iterable, Iterator
 from pathlib import Path
 
+from .generations import Generations
 from .process_registry import ProcessRegistry
 from .process_supervisor import Generation, PortAllocator, SupervisionSettings
-from .runner import ReplicaState, RunSpec
+from .runner import RunSpec
 
 DEFAULT_INHERITED_ENV = ("PATH", "HOME", "LANG", "TMPDIR")
 DEFAULT_MAX_LOG_BYTES = 50 * 1024 * 1024
@@ -117,7 +118,7 @@ def _tail(path: Path, count: int) -> list[str]:
     return lines[-count:]
 
 
-class LocalRunner:
+class LocalRunner(Generations[Generation, VersionLog]):
     def __init__(
         self,
         log_dir: Path,
@@ -126,16 +127,13 @@ class LocalRunner:
         inherit_env: Iterable[str] = DEFAULT_INHERITED_ENV,
         max_log_bytes: int = DEFAULT_MAX_LOG_BYTES,
     ) -> None:
+        super().__init__()
         self.log_dir = log_dir.resolve()
         self.host = host
         self.settings = settings or SupervisionSettings()
         self.inherit_env = tuple(inherit_env)
         self.max_log_bytes = max_log_bytes
         self._ports = PortAllocator(host)
-        self._lock = threading.Lock()
-        self._generations: dict[tuple[str, str], list[Generation]] = {}
-        self._logs: dict[tuple[str, str], VersionLog] = {}
-        self._closed = False
         # processes a lifecycle that died left behind would hold memory and ports for ever
         self.registry = ProcessRegistry(self.log_dir / ".processes")
         self.orphans_reaped = self.registry.reap()
@@ -146,18 +144,10 @@ class LocalRunner:
     def start(self, spec: RunSpec) -> None:
         if spec.replicas < 1:
             raise ValueError(f"replicas must be at least 1, got {spec.replicas}")
-        key = (spec.job_name, spec.job_version)
-        log_path = self._log_path(*key)
-        with self._lock:
-            if self._closed:
-                raise RuntimeError("the runner is shut down")
-            running = self._generations.setdefault(key, [])
-            if any(g.spec.deployment_timestamp == spec.deployment_timestamp for g in running):
-                return
-            log = self._logs.get(key)
-            if log is None:
-                log = self._logs[key] = VersionLog(log_path, self.max_log_bytes)
-            generation = Generation(
+        log_path = self._log_path(spec.job_name, spec.job_version)
+
+        def new_generation(log: VersionLog) -> Generation:
+            return Generation(
                 spec,
                 self._job_env(spec),
                 self.host,
@@ -167,7 +157,11 @@ class LocalRunner:
                 self.settings,
                 self.registry,
             )
-            running.append(generation)
+
+        added = self._add(spec, lambda: VersionLog(log_path, self.max_log_bytes), new_generation)
+        if added is None:
+            return
+        log, generation = added
         log.event(f"deployment {spec.deployment_timestamp}: starting {spec.replicas} replica(s)")
         generation.start()
 
@@ -183,87 +177,10 @@ class LocalRunner:
         )
         return env
 
-    # ---- state ---------------------------------------------------------------------------------
-
-    def replicas(
-        self, name: str, version: str, deployment_timestamp: int | None = None
-    ) -> list[ReplicaState]:
-        generation = self._generation(name, version, deployment_timestamp)
-        return generation.snapshot() if generation else []
-
-    def serving(self, name: str, version: str) -> list[ReplicaState]:
-        with self._lock:
-            generations = list(self._generations.get((name, version), ()))
-        for generation in reversed(generations):
-            ready = [r for r in generation.snapshot() if r.ready]
-            if ready:
-                return ready
-        return []
-
-    def versions(self) -> list[tuple[str, str]]:
-        """(name, version) of everything this runner runs now."""
-        with self._lock:
-            return [key for key, generations in self._generations.items() if generations]
-
-    def generations(self, name: str, version: str) -> list[int]:
-        with self._lock:
-            return [g.spec.deployment_timestamp for g in self._generations.get((name, version), ())]
-
-    def _generation(self, name: str, version: str, deployment_timestamp: int | None) -> Generation | None:
-        with self._lock:
-            running = self._generations.get((name, version), [])
-            if deployment_timestamp is None:
-                return running[-1] if running else None
-            return next((g for g in running if g.spec.deployment_timestamp == deployment_timestamp), None)
-
     # ---- stopping ------------------------------------------------------------------------------
 
-    def retire_others(self, name: str, version: str, keep: int) -> None:
-        self._stop(name, version, lambda timestamp: timestamp != keep)
-
-    def stop_generation(self, name: str, version: str, deployment_timestamp: int) -> None:
-        self._stop(name, version, lambda timestamp: timestamp == deployment_timestamp)
-
-    def stop(self, name: str, version: str) -> None:
-        self._stop(name, version, lambda timestamp: True)
-
-    def _stop(self, name: str, version: str, chosen: Callable[[int], bool]) -> None:
-        key = (name, version)
-        with self._lock:
-            running = self._generations.get(key, [])
-            stopping = [g for g in running if chosen(g.spec.deployment_timestamp)]
-            remaining = [g for g in running if g not in stopping]
-            if remaining:
-                self._generations[key] = remaining
-            else:
-                self._generations.pop(key, None)
-            log = self._logs.get(key)
-            if not remaining:
-                self._logs.pop(key, None)
-        for generation in stopping:
-            if log is not None:
-                log.event(f"deployment {generation.spec.deployment_timestamp}: stopping")
-            generation.request_stop()
-        for generation in stopping:
-            generation.join()
-        if log is not None and not remaining:
-            log.event("stopped")
-            log.close()
-
     def shutdown(self) -> None:
-        with self._lock:
-            self._closed = True
-            generations = [g for running in self._generations.values() for g in running]
-            logs = list(self._logs.values())
-            self._generations.clear()
-            self._logs.clear()
-        for generation in generations:
-            generation.request_stop()
-        for generation in generations:
-            generation.join()
-        for log in logs:
-            log.event("stopped (runner shut down)")
-            log.close()
+        self._stop_all("stopped (runner shut down)")
         atexit.unregister(self.shutdown)
 
     # ---- logs ----------------------------------------------------------------------------------
@@ -276,8 +193,7 @@ class LocalRunner:
         return lines
 
     def follow(self, name: str, version: str) -> Iterator[str]:
-        with self._lock:
-            log = self._logs.get((name, version))
+        log = self._log(name, version)
         if log is None:
             return iter(())
         return log.follow()

@@ -2,6 +2,8 @@
 
 One thread per generation owns every process of it (spawning, probing, restarting, stopping), so
 no two threads ever act on the same process; other threads only read `snapshot()`.
+`SupervisedGeneration` is that thread and the probing, which the container runner's generations
+(container_generation) share.
 """
 
 from __future__ import annotations
@@ -14,9 +16,9 @@ import subprocess
 import threading
 import time
 from collections import deque
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
-from typing import IO, Any, Protocol
+from typing import IO, Any, Generic, Protocol, TypeVar
 
 import httpx
 
@@ -42,9 +44,12 @@ class SupervisionSettings:
     stop_timeout: float = 10.0  # SIGTERM → SIGKILL when stopping
 
 
-class LineSink(Protocol):
-    def write(self, line: str) -> None: ...
+class EventSink(Protocol):
     def event(self, text: str) -> None: ...
+
+
+class LineSink(EventSink, Protocol):
+    def write(self, line: str) -> None: ...
 
 
 class PortAllocator:
@@ -91,6 +96,10 @@ class _Replica:
     kill_reason: str | None = None
     kill_at: float = 0.0
 
+    @property
+    def pid(self) -> int | None:
+        return self.process.pid if self.process is not None else None
+
 
 def _describe_exit(code: int) -> str:
     if code < 0:
@@ -106,35 +115,51 @@ def _signal_group(process: subprocess.Popen[bytes], sig: int) -> None:
         os.killpg(process.pid, sig)
 
 
-class Generation:
-    """The replicas of one (name, version, deployment_timestamp)."""
+class ProbedReplica(Protocol):
+    """What the supervision of a generation reads and writes of each of its replicas."""
+
+    slot: int
+    port: int
+    ready: bool
+    answered: bool  # /live answered since it last started
+    probe_failures: int
+    restarts: int
+    failures: int
+    last_error: str | None
+
+    @property
+    def pid(self) -> int | None: ...
+
+
+R = TypeVar("R", bound=ProbedReplica)
+
+
+class SupervisedGeneration(Generic[R]):
+    """The replicas of one (name, version, deployment_timestamp) and the one thread that owns
+    them: it tends to each replica in turn (`_tend`), and to all of them once stopped (`_finish`)."""
+
+    join_grace = 10.0  # how much longer than stop_timeout `join` waits for the thread
 
     def __init__(
         self,
         spec: RunSpec,
-        env: Mapping[str, str],
+        replicas: list[R],
         host: str,
         ports: PortAllocator,
-        sink: LineSink,
-        slots: list[int],
+        sink: EventSink,
         settings: SupervisionSettings,
-        registry: ProcessRegistry | None = None,
+        thread_name: str,
     ) -> None:
         self.spec = spec
-        self._registry = registry
-        self._env = dict(env)
-        self._host = host
+        self._replicas = replicas
         self._url_host = f"[{host}]" if ":" in host else host
         self._ports = ports
         self._sink = sink
         self._settings = settings
-        self._replicas = [_Replica(slot=slot, port=ports.allocate()) for slot in slots]
         self._lock = threading.Lock()
         self._wake = threading.Event()
         self._stopping = threading.Event()
-        self._thread = threading.Thread(
-            target=self._run, name=f"supervise-{spec.job_name}-{spec.job_version}", daemon=True
-        )
+        self._thread = threading.Thread(target=self._run, name=thread_name, daemon=True)
 
     # ---- called from other threads ---------------------------------------------------------
 
@@ -151,7 +176,7 @@ class Generation:
                     last_error=r.last_error,
                     deployment_timestamp=self.spec.deployment_timestamp,
                     failures=r.failures,
-                    pid=r.process.pid if r.process is not None else None,
+                    pid=r.pid,
                 )
                 for r in self._replicas
             ]
@@ -161,7 +186,7 @@ class Generation:
         self._wake.set()
 
     def join(self) -> None:
-        self._thread.join(self._settings.stop_timeout + 10)
+        self._thread.join(self._settings.stop_timeout + self.join_grace)
 
     # ---- the supervisor thread ---------------------------------------------------------------
 
@@ -186,7 +211,126 @@ class Generation:
         finally:
             # closed first, so the probe connections' TIME_WAIT stays on our side, not on the port
             client.close()
-            self._terminate_all()
+            self._finish()
+
+    def _tend(self, r: R, client: httpx.Client) -> None:
+        """Start, restart or `_probe` one replica, whichever is due."""
+        raise NotImplementedError
+
+    def _finish(self) -> None:
+        """Stop every replica (the generation is being stopped), then `_all_stopped`."""
+        raise NotImplementedError
+
+    def _all_stopped(self) -> None:
+        with self._lock:
+            for r in self._replicas:
+                r.ready = False
+                self._forget_process(r)
+        for r in self._replicas:
+            self._ports.release(r.port)
+
+    def _forget_process(self, r: R) -> None:
+        """The replica has no process any more (called holding the lock)."""
+        raise NotImplementedError
+
+    def _probe(self, r: R, client: httpx.Client, now: float) -> None:
+        """`/live`, then, when it reports this generation, `/ready`."""
+        base = f"http://{self._url_host}:{r.port}"
+        try:
+            live = client.get(f"{base}/live")
+        except httpx.HTTPError as e:
+            self._unanswered(r, now, f"/live: {e.__class__.__name__}")
+            return
+        body = _json(live)
+        if live.status_code == 500 and body.get("live") is False:
+            error = body.get("error") or live.text[:500]
+            self._load_failed(r, f"the job failed to load: {error}", now)
+            return
+        if live.status_code != 200:
+            self._unanswered(r, now, f"/live answered {live.status_code}")
+            return
+        with self._lock:
+            r.answered = True
+            r.probe_failures = 0
+            self._live_answered(r, now)
+        reported = body.get("deployment_timestamp")
+        if reported != self.spec.deployment_timestamp:
+            with self._lock:
+                r.ready = False
+                r.last_error = (
+                    f"port {r.port} serves deployment {reported}, expected {self.spec.deployment_timestamp}"
+                )
+            return
+        try:
+            ready = client.get(f"{base}/ready").status_code == 200
+        except httpx.HTTPError:
+            ready = False
+        with self._lock:
+            r.ready = ready
+            if ready:
+                r.last_error = None
+        if ready:
+            self._became_ready(r)
+
+    def _count_failure(
+        self, r: R, reason: str, now: float, retry_at: Callable[[float], None], next_step: str
+    ) -> None:
+        """Count a failure of `r`, and have `retry_at` schedule the next try (it gets the time,
+        backing off exponentially, and is called holding the lock); `next_step` names it."""
+        s = self._settings
+        with self._lock:
+            r.failures += 1
+            delay = min(s.backoff_initial * 2 ** (r.failures - 1), s.backoff_max)
+            r.last_error = reason
+            r.ready = False
+            retry_at(now + delay)
+        summary = reason.splitlines()[0].rstrip(":")
+        self._sink.event(f"replica {r.slot} failed: {summary}; {next_step} in {delay:.1f} s")
+
+    def _unanswered(self, r: R, now: float, why: str) -> None:
+        """`/live` did not answer, or not with 200."""
+        raise NotImplementedError
+
+    def _load_failed(self, r: R, reason: str, now: float) -> None:
+        """The replica runs but its job failed to load: it must be restarted."""
+        raise NotImplementedError
+
+    def _live_answered(self, r: R, now: float) -> None:
+        """`/live` answered 200 (called holding the lock)."""
+
+    def _became_ready(self, r: R) -> None:
+        """`/ready` answered 200."""
+
+
+class Generation(SupervisedGeneration[_Replica]):
+    """The replicas of one (name, version, deployment_timestamp)."""
+
+    def __init__(
+        self,
+        spec: RunSpec,
+        env: Mapping[str, str],
+        host: str,
+        ports: PortAllocator,
+        sink: LineSink,
+        slots: list[int],
+        settings: SupervisionSettings,
+        registry: ProcessRegistry | None = None,
+    ) -> None:
+        self._registry = registry
+        self._env = dict(env)
+        self._host = host
+        self._lines = sink
+        super().__init__(
+            spec,
+            [_Replica(slot=slot, port=ports.allocate()) for slot in slots],
+            host,
+            ports,
+            sink,
+            settings,
+            thread_name=f"supervise-{spec.job_name}-{spec.job_version}",
+        )
+
+    # ---- the supervisor thread ---------------------------------------------------------------
 
     def _tend(self, r: _Replica, client: httpx.Client) -> None:
         now = time.monotonic()
@@ -247,7 +391,7 @@ class Generation:
                 line = raw.decode("utf-8", errors="replace").rstrip("\r\n")
                 with self._lock:
                     r.output.append(line)
-                self._sink.write(prefix + line)
+                self._lines.write(prefix + line)
         self._wake.set()  # the process has (most likely) exited: tend to it now
 
     def _output_tail(self, r: _Replica, lines: int) -> list[str]:
@@ -290,16 +434,11 @@ class Generation:
         self._failed(r, reason, now)
 
     def _failed(self, r: _Replica, reason: str, now: float) -> None:
-        s = self._settings
-        with self._lock:
-            r.failures += 1
-            delay = min(s.backoff_initial * 2 ** (r.failures - 1), s.backoff_max)
-            r.last_error = reason
-            r.ready = False
+        def restart_at(when: float) -> None:
             r.restart_due = True
-            r.next_start = now + delay
-        summary = reason.splitlines()[0].rstrip(":")
-        self._sink.event(f"replica {r.slot} failed: {summary}; restarting in {delay:.1f} s")
+            r.next_start = when
+
+        self._count_failure(r, reason, now, restart_at, "restarting")
 
     def _terminate(self, r: _Replica, reason: str, now: float) -> None:
         """Have the runner restart a process that runs but cannot serve."""
@@ -311,40 +450,8 @@ class Generation:
             r.ready = False
         _signal_group(r.process, signal.SIGTERM)
 
-    def _probe(self, r: _Replica, client: httpx.Client, now: float) -> None:
-        base = f"http://{self._url_host}:{r.port}"
-        try:
-            live = client.get(f"{base}/live")
-        except httpx.HTTPError as e:
-            self._unanswered(r, now, f"/live: {e.__class__.__name__}")
-            return
-        body = _json(live)
-        if live.status_code == 500 and body.get("live") is False:
-            error = body.get("error") or live.text[:500]
-            self._terminate(r, f"the job failed to load: {error}", now)
-            return
-        if live.status_code != 200:
-            self._unanswered(r, now, f"/live answered {live.status_code}")
-            return
-        with self._lock:
-            r.answered = True
-            r.probe_failures = 0
-        reported = body.get("deployment_timestamp")
-        if reported != self.spec.deployment_timestamp:
-            with self._lock:
-                r.ready = False
-                r.last_error = (
-                    f"port {r.port} serves deployment {reported}, expected {self.spec.deployment_timestamp}"
-                )
-            return
-        try:
-            ready = client.get(f"{base}/ready").status_code == 200
-        except httpx.HTTPError:
-            ready = False
-        with self._lock:
-            r.ready = ready
-            if ready:
-                r.last_error = None
+    def _load_failed(self, r: _Replica, reason: str, now: float) -> None:
+        self._terminate(r, reason, now)
 
     def _unanswered(self, r: _Replica, now: float, why: str) -> None:
         s = self._settings
@@ -358,7 +465,7 @@ class Generation:
         elif now - r.started_at > s.startup_timeout:
             self._terminate(r, f"did not answer /live within {s.startup_timeout:.0f} s", now)
 
-    def _terminate_all(self) -> None:
+    def _finish(self) -> None:
         running = [r for r in self._replicas if r.process is not None]
         for r in running:
             assert r.process is not None
@@ -376,12 +483,10 @@ class Generation:
                 self._registry.forget(r.process.pid)
             if r.reader is not None:
                 r.reader.join(timeout=1.0)
-        with self._lock:
-            for r in self._replicas:
-                r.process = None
-                r.ready = False
-        for r in self._replicas:
-            self._ports.release(r.port)
+        self._all_stopped()
+
+    def _forget_process(self, r: _Replica) -> None:
+        r.process = None
 
 
 def _json(response: httpx.Response) -> dict[str, Any]:

@@ -26,7 +26,6 @@ import shutil
 import subprocess
 import sys
 import time
-from collections import deque
 from collections.abc import Callable, Iterable, Iterator, Mapping
 from contextlib import contextmanager
 from pathlib import Path
@@ -40,6 +39,7 @@ from .fingerprint import (
     requirements_content,
     tree_hash,
 )
+from .streamed_command import run_streamed
 
 Log = Callable[[str], None]
 
@@ -424,26 +424,4 @@ class VenvBuilder:
     ) -> tuple[int, list[str]]:
         """Run uv, streaming its (scrubbed) output to `log` line by line; returns the exit code and
         the last lines of output."""
-        tail: deque[str] = deque(maxlen=60)
-        process = subprocess.Popen(
-            [str(self.uv), *args, "--no-config"],
-            stdin=subprocess.DEVNULL,
-            stdout=subprocess.PIPE,
-            stderr=subprocess.STDOUT,
-            env=env,
-            cwd=cwd,
-            text=True,
-            errors="replace",
-            bufsize=1,
-        )
-        try:
-            assert process.stdout is not None
-            for raw in process.stdout:
-                line = redact(raw.rstrip("\n"))
-                tail.append(line)
-                log(line)
-            return process.wait(), list(tail)
-        finally:
-            if process.poll() is None:
-                process.kill()
-                process.wait()
+        return run_streamed([str(self.uv), *args, "--no-config"], env, log, redact, cwd)
