@@ -830,15 +830,5 @@ def to_json(results: CliResults) -> dict[str, Any]:
             "job_groups": stop.job_groups,
             "left_running": stop.left_running,
         },
-        "ratios": [
-            {
-                "name": r.name,
-                "value": r.value,
-                "unit": r.unit.strip(),
-                "target": r.target,
-                "of_target": None if r.value is None else r.value / r.target,
-                "met": r.met,
-            }
-            for r in ratios(results)
-        ],
+        "ratios": [r.to_json() for r in ratios(results)],
     }

@@ -794,15 +794,5 @@ def to_json(results: LifecycleResults) -> dict[str, Any]:
             }
             for stop in results.stops
         ],
-        "ratios": [
-            {
-                "name": r.name,
-                "value": r.value,
-                "unit": r.unit.strip(),
-                "target": r.target,
-                "of_target": None if r.value is None else r.value / r.target,
-                "met": r.met,
-            }
-            for r in ratios(results)
-        ],
+        "ratios": [r.to_json() for r in ratios(results)],
     }

@@ -31,6 +31,17 @@ class Ratio:
         compare: Callable[[float, float], bool] = operator.ge if self.at_least else operator.le
         return compare(self.value, self.target)
 
+    def to_json(self) -> dict[str, object]:
+        return {
+            "name": self.name,
+            "value": self.value,
+            "unit": self.unit.strip(),
+            "target": self.target,
+            "at_least": self.at_least,
+            "of_target": None if self.value is None else self.value / self.target,
+            "met": self.met,
+        }
+
     def line(self) -> str:
         shown = "n/a" if self.value is None else f"{self.value:.3g}{self.unit}"
         target = f"target {'>=' if self.at_least else '<='} {self.target:g}{self.unit}"
@@ -240,17 +251,7 @@ def to_json(results: Results) -> dict[str, Any]:
             "rejected_per_s": results.reject.rejected_per_s,
             "cpu_ms_per_429_upper_bound": results.reject.cpu_ms_per_429_upper_bound,
         },
-        "ratios": [
-            {
-                "name": r.name,
-                "value": r.value,
-                "unit": r.unit.strip(),
-                "target": r.target,
-                "at_least": r.at_least,
-                "met": r.met,
-            }
-            for r in ratios(results)
-        ],
+        "ratios": [r.to_json() for r in ratios(results)],
     }
 
 

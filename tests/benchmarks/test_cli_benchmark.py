@@ -6,40 +6,13 @@ is shared."""
 from __future__ import annotations
 
 import json
-import os
 import subprocess
 import sys
 from pathlib import Path
 
 import pytest
 
-REPO = Path(__file__).resolve().parents[2]
-IN_CI = os.environ.get("CI", "").lower() == "true"
-# benchmarks/__main__.py exits with this when uv or the package index is not available
-EXIT_PREREQUISITE = 3
-PHASES = [
-    "queued",
-    "fetching the source code",
-    "building the environment",
-    "starting the job",
-    "initialising the entrypoint",
-    "checking the input examples",
-    "done",
-]
-
-
-def _processes_mentioning(text: str) -> list[str]:
-    found = []
-    for entry in Path("/proc").iterdir():
-        if not entry.name.isdigit() or int(entry.name) == os.getpid():
-            continue
-        try:
-            cmdline = (entry / "cmdline").read_bytes().replace(b"\0", b" ").decode(errors="replace")
-        except OSError:
-            continue
-        if text in cmdline:
-            found.append(f"{entry.name}: {cmdline}")
-    return found
+from tests.benchmarks.harness import EXIT_PREREQUISITE, IN_CI, PHASES, REPO, processes_mentioning
 
 
 @pytest.mark.slow
@@ -128,7 +101,7 @@ def test_cli_section_runs_and_leaves_nothing_behind(tmp_path: Path) -> None:
     assert [r["value"] is not None for r in cli["ratios"]] == [True, True, True, True]
 
     # the platform, the job and every CLI process ran with paths under tmp_path; none is left
-    assert _processes_mentioning(str(tmp_path)) == []
+    assert processes_mentioning(str(tmp_path)) == []
     # the run's data dir, uv cache and job directory are removed; the lifecycle's log is kept
     assert not list(work.glob("cli-*"))
     assert list(work.glob("logs/*/lifecycle-cli.log"))

@@ -5,40 +5,13 @@ Counts are checked, never timings: this machine is shared."""
 from __future__ import annotations
 
 import json
-import os
 import subprocess
 import sys
 from pathlib import Path
 
 import pytest
 
-REPO = Path(__file__).resolve().parents[2]
-IN_CI = os.environ.get("CI", "").lower() == "true"
-# benchmarks/__main__.py exits with this when uv or the package index is not available
-EXIT_PREREQUISITE = 3
-PHASES = [
-    "queued",
-    "fetching the source code",
-    "building the environment",
-    "starting the job",
-    "initialising the entrypoint",
-    "checking the input examples",
-    "done",
-]
-
-
-def _processes_mentioning(text: str) -> list[str]:
-    found = []
-    for entry in Path("/proc").iterdir():
-        if not entry.name.isdigit() or int(entry.name) == os.getpid():
-            continue
-        try:
-            cmdline = (entry / "cmdline").read_bytes().replace(b"\0", b" ").decode(errors="replace")
-        except OSError:
-            continue
-        if text in cmdline:
-            found.append(f"{entry.name}: {cmdline}")
-    return found
+from tests.benchmarks.harness import EXIT_PREREQUISITE, IN_CI, PHASES, REPO, processes_mentioning
 
 
 @pytest.mark.slow
@@ -110,7 +83,7 @@ def test_lifecycle_sections_run_and_leave_nothing_behind(tmp_path: Path) -> None
     assert [r["value"] is not None for r in lifecycle["ratios"]] == [True, True, True]
 
     # every lifecycle, job and builder process ran with paths under tmp_path; none is left
-    assert _processes_mentioning(str(tmp_path)) == []
+    assert processes_mentioning(str(tmp_path)) == []
     # the run's data dirs and uv cache are removed; the lifecycles' logs are kept
     assert not list(work.glob("lifecycle-*"))
     assert list(work.glob("logs/*/lifecycle-deploy.log"))
