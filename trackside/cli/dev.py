@@ -8,6 +8,7 @@ child process of its own process group, with this Python, so the job must be imp
 
 from __future__ import annotations
 
+import sys
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Annotated, Any
@@ -345,7 +346,10 @@ def _announce(job: DevJob, base: str, live: dict[str, Any]) -> None:
             f"  (requirements in {job.requirements_path} are not installed by `trackside dev`: "
             "install them into this Python's environment)"
         )
-    print("\n".join(lines), flush=True)
+    # one write: the job's own log shares this output, and print() would write the last newline
+    # separately, letting a log line land inside the curl line
+    sys.stdout.write("\n".join(lines) + "\n")
+    sys.stdout.flush()
 
 
 def register(app: typer.Typer) -> None:
