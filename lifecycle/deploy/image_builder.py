@@ -26,7 +26,7 @@ import sys
 import tempfile
 import threading
 import time
-from collections.abc import Callable, Iterable, Mapping
+from collections.abc import Callable, Mapping
 from pathlib import Path
 
 from trackside_wrapper.job_image import (
@@ -43,6 +43,7 @@ from trackside_wrapper.job_image import (
 from .builder import BuildError, BuildRequest, BuildResult
 from .container_engine import EngineCli, EngineError
 from .fingerprint import load_salt
+from .streamed_command import Redactor
 
 logger = logging.getLogger("trackside.lifecycle.images")
 
@@ -52,22 +53,11 @@ ENVIRONMENT_PREFIX = "image:"
 IMAGE_PYTHON = Path("/opt/trackside/venv/bin/python")
 RECORD_FILE = "image.json"
 _FINGERPRINT_RE = re.compile(r"[0-9a-f]{64}")
-_MIN_SCRUBBED = 4
 _CACHED_STEP_RE = re.compile(r"^(--> Using cache|#\d+ CACHED)")
 _BROKEN_CACHE = "layer not known"
 # what the docker CLI says when it cannot build with BuildKit: without buildx (docker >= 23), or
 # against a daemon without BuildKit such as podman's API socket (docker 20.10)
 _NO_BUILDKIT = ("buildx component is missing or broken", "failed to dial gRPC")
-
-
-class _Scrubber:
-    def __init__(self, values: Iterable[str]) -> None:
-        self._values = sorted({v for v in values if len(v) >= _MIN_SCRUBBED}, key=len, reverse=True)
-
-    def __call__(self, text: str) -> str:
-        for value in self._values:
-            text = text.replace(value, "****")
-        return text
 
 
 def _summary(lines: list[str]) -> str:
@@ -108,7 +98,7 @@ class ImageBuilder:
     # ---- Builder ---------------------------------------------------------------------------
 
     def build(self, request: BuildRequest, log: Log) -> BuildResult:
-        scrub = _Scrubber(request.build_env.values())
+        scrub = Redactor(request.build_env.values())
         python_version = request.python_version or f"{sys.version_info.major}.{sys.version_info.minor}"
         try:
             base = base_image_for(self.base_image, python_version)

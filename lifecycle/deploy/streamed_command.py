@@ -1,13 +1,27 @@
-"""Running a command (a build step) while passing its output on line by line, as it comes."""
+"""Running a command (a build step) while passing its output on line by line, as it comes, with
+secret values masked."""
 
 from __future__ import annotations
 
 import subprocess
 from collections import deque
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Iterable, Mapping
 from pathlib import Path
 
 TAIL_LINES = 60
+MIN_REDACTED_LENGTH = 4  # shorter values would mask ordinary words
+
+
+class Redactor:
+    """Masks secret values (e.g. build variables) in output lines: `redact(line)`."""
+
+    def __init__(self, values: Iterable[str]) -> None:
+        self._values = sorted({v for v in values if len(v) >= MIN_REDACTED_LENGTH}, key=len, reverse=True)
+
+    def __call__(self, text: str) -> str:
+        for value in self._values:
+            text = text.replace(value, "****")
+        return text
 
 
 def run_streamed(

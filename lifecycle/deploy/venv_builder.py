@@ -39,7 +39,7 @@ from .fingerprint import (
     requirements_content,
     tree_hash,
 )
-from .streamed_command import run_streamed
+from .streamed_command import Redactor, run_streamed
 
 Log = Callable[[str], None]
 
@@ -61,17 +61,6 @@ _CODE_IGNORED = shutil.ignore_patterns(".git", "__pycache__", ".venv")
 _PYTHON_SPEC_RE = re.compile(r"[A-Za-z0-9][A-Za-z0-9._@+=<>,~!*-]*")
 _NOT_FOUND_RE = re.compile(r"because (\S+?) was not found in the package registry", re.IGNORECASE)
 _NO_VERSION_RE = re.compile(r"because there (?:is|are) no versions? of (\S+?)(?:,| and |$)", re.IGNORECASE)
-_MIN_REDACTED_LENGTH = 4
-
-
-class _Redactor:
-    def __init__(self, values: Iterable[str]) -> None:
-        self._values = sorted({v for v in values if len(v) >= _MIN_REDACTED_LENGTH}, key=len, reverse=True)
-
-    def __call__(self, text: str) -> str:
-        for value in self._values:
-            text = text.replace(value, "****")
-        return text
 
 
 @contextmanager
@@ -123,7 +112,7 @@ class VenvBuilder:
     # ---- Builder ---------------------------------------------------------------------------
 
     def build(self, request: BuildRequest, log: Log) -> BuildResult:
-        redact = _Redactor(request.build_env.values())
+        redact = Redactor(request.build_env.values())
         interpreter = self._interpreter(request.python_version)
         log(f"Python {interpreter.version} ({interpreter.implementation}, {interpreter.path})")
         if request.build_env:
@@ -207,7 +196,7 @@ class VenvBuilder:
         code_dir: Path,
         request: BuildRequest,
         log: Log,
-        redact: _Redactor,
+        redact: Redactor,
     ) -> tuple[Path, bool]:
         """The published environment of `fingerprint`, built first when missing (or no_cache).
         Called with the fingerprint's lock held."""
@@ -275,7 +264,7 @@ class VenvBuilder:
         shutil.rmtree(fp_dir, ignore_errors=True)
         return True
 
-    def _check(self, env_dir: Path, build_env: Mapping[str, str], log: Log, redact: _Redactor) -> None:
+    def _check(self, env_dir: Path, build_env: Mapping[str, str], log: Log, redact: Redactor) -> None:
         log("checking the installed requirements for conflicts")
         rc, lines = self._run_uv(
             ["pip", "check", "--python", str(env_dir / "bin" / "python")],
@@ -347,7 +336,7 @@ class VenvBuilder:
                     ],
                     self._uv_env({}),
                     lambda line: None,
-                    _Redactor(()),
+                    Redactor(()),
                     None,
                 )
                 if rc != 0:
@@ -405,7 +394,7 @@ class VenvBuilder:
         return env
 
     def _uv(
-        self, what: str, args: list[str], env: dict[str, str], log: Log, redact: _Redactor, cwd: Path | None
+        self, what: str, args: list[str], env: dict[str, str], log: Log, redact: Redactor, cwd: Path | None
     ) -> None:
         rc, lines = self._run_uv(args, env, log, redact, cwd)
         if rc == 0:
@@ -420,7 +409,7 @@ class VenvBuilder:
         raise BuildError(f"{what} failed: {_uv_error_summary(lines)}")
 
     def _run_uv(
-        self, args: list[str], env: dict[str, str], log: Log, redact: _Redactor, cwd: Path | None
+        self, args: list[str], env: dict[str, str], log: Log, redact: Redactor, cwd: Path | None
     ) -> tuple[int, list[str]]:
         """Run uv, streaming its (scrubbed) output to `log` line by line; returns the exit code and
         the last lines of output."""
