@@ -4,7 +4,11 @@ missing prerequisite, the deploy phases it reports, and a check that nothing it 
 from __future__ import annotations
 
 import os
+import subprocess
+import sys
 from pathlib import Path
+
+import pytest
 
 REPO = Path(__file__).resolve().parents[2]
 IN_CI = os.environ.get("CI", "").lower() == "true"
@@ -33,3 +37,32 @@ def processes_mentioning(text: str) -> list[str]:
         if text in cmdline:
             found.append(f"{entry.name}: {cmdline}")
     return found
+
+
+def run_harness(
+    tmp_path: Path, *args: str, timeout: float = 140
+) -> tuple[subprocess.CompletedProcess[str], Path]:
+    """`python -m benchmarks ARGS` with its work dir and JSON results under `tmp_path`; skips here
+    (fails under CI) when the harness lacks a prerequisite, fails on any other non-zero exit.
+    The finished run and the results file."""
+    output = tmp_path / "results.json"
+    done = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "benchmarks",
+            *args,
+            "--work-dir",
+            str(tmp_path / "work"),
+            "--output",
+            str(output),
+        ],
+        cwd=REPO,
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+    )
+    if done.returncode == EXIT_PREREQUISITE and not IN_CI:
+        pytest.skip(f"the harness lacks a prerequisite here: {done.stderr.strip()}")
+    assert done.returncode == 0, f"stdout:\n{done.stdout}\nstderr:\n{done.stderr}"
+    return done, output

@@ -6,43 +6,18 @@ is shared."""
 from __future__ import annotations
 
 import json
-import subprocess
-import sys
 from pathlib import Path
 
 import pytest
 
-from tests.benchmarks.harness import EXIT_PREREQUISITE, IN_CI, PHASES, REPO, processes_mentioning
+from tests.benchmarks.harness import PHASES, processes_mentioning, run_harness
 
 
 @pytest.mark.slow
 @pytest.mark.timeout(150)
 def test_cli_section_runs_and_leaves_nothing_behind(tmp_path: Path) -> None:
-    output = tmp_path / "results.json"
-    work = tmp_path / "work"
-    done = subprocess.run(
-        [
-            sys.executable,
-            "-m",
-            "benchmarks",
-            "--only",
-            "cli",
-            "--quick",
-            "--cli-runs",
-            "3",
-            "--work-dir",
-            str(work),
-            "--output",
-            str(output),
-        ],
-        cwd=REPO,
-        capture_output=True,
-        text=True,
-        timeout=140,
-    )
-    if done.returncode == EXIT_PREREQUISITE and not IN_CI:
-        pytest.skip(f"the harness lacks a prerequisite here: {done.stderr.strip()}")
-    assert done.returncode == 0, f"stdout:\n{done.stdout}\nstderr:\n{done.stderr}"
+    work = tmp_path / "work"  # where run_harness points the harness
+    done, output = run_harness(tmp_path, "--only", "cli", "--quick", "--cli-runs", "3")
     for heading in (
         "Start to exit, ms (median of 3 runs",
         "Biggest cumulative imports of `python -X importtime -m trackside list`",

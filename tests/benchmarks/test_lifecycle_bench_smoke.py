@@ -5,48 +5,30 @@ Counts are checked, never timings: this machine is shared."""
 from __future__ import annotations
 
 import json
-import subprocess
-import sys
 from pathlib import Path
 
 import pytest
 
-from tests.benchmarks.harness import EXIT_PREREQUISITE, IN_CI, PHASES, REPO, processes_mentioning
+from tests.benchmarks.harness import PHASES, processes_mentioning, run_harness
 
 
 @pytest.mark.slow
 @pytest.mark.timeout(150)
 def test_lifecycle_sections_run_and_leave_nothing_behind(tmp_path: Path) -> None:
-    output = tmp_path / "results.json"
-    work = tmp_path / "work"
-    done = subprocess.run(
-        [
-            sys.executable,
-            "-m",
-            "benchmarks",
-            "--lifecycle",
-            "--quick",
-            "--warm-deploys",
-            "2",
-            "--fleet-size",
-            "2",
-            "--job-versions",
-            "30",
-            "--listing-requests",
-            "5",
-            "--work-dir",
-            str(work),
-            "--output",
-            str(output),
-        ],
-        cwd=REPO,
-        capture_output=True,
-        text=True,
-        timeout=140,
+    work = tmp_path / "work"  # where run_harness points the harness
+    done, output = run_harness(
+        tmp_path,
+        "--lifecycle",
+        "--quick",
+        "--warm-deploys",
+        "2",
+        "--fleet-size",
+        "2",
+        "--job-versions",
+        "30",
+        "--listing-requests",
+        "5",
     )
-    if done.returncode == EXIT_PREREQUISITE and not IN_CI:
-        pytest.skip(f"the harness lacks a prerequisite here: {done.stderr.strip()}")
-    assert done.returncode == 0, f"stdout:\n{done.stdout}\nstderr:\n{done.stderr}"
     for heading in ("Deploy of sample-jobs/adder", "adder jobs running at once", "GET /lifecycle/api/v1/job"):
         assert heading in done.stdout
     assert "Lifecycle targets" in done.stdout

@@ -21,6 +21,8 @@ from lifecycle.api.app import create_app
 from lifecycle.config import LifecycleConfig
 from lifecycle.control_plane import ControlPlane
 from lifecycle.secrets import SecretBox
+from lifecycle.store import jobs as job_store
+from lifecycle.store.models import JobStatus
 from tests.conftest import free_port
 
 API = "/api/v1"
@@ -225,3 +227,20 @@ class ServedComponent:
         if self.process.poll() is None:
             self.process.send_signal(sig)
         return self.process.wait(30)
+
+
+def store_only_job(
+    plane: ControlPlane, name: str, version: str, status: JobStatus = JobStatus.RUNNING, **extra: Any
+) -> None:
+    """A job version in the store only: no process runs for it (listings, permissions, routing)."""
+    with plane.db.session() as session:
+        job_store.create_job(
+            session,
+            name=name,
+            version=version,
+            manifest_yaml="",
+            manifest={},
+            owner_email="owner@example.com",
+            status=status,
+            **extra,
+        )

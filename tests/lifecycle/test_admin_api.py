@@ -24,7 +24,7 @@ from lifecycle.control_plane import ControlPlane
 from lifecycle.store import jobs as job_store
 from lifecycle.store.models import JobStatus
 from tests.db import count_queries
-from tests.lifecycle.platform import lifecycle_config
+from tests.lifecycle.platform import lifecycle_config, store_only_job
 
 PASSWORD = "correct horse battery"
 _names = itertools.count(1)
@@ -70,17 +70,7 @@ class Api:
 
     def job(self, name: str, version: str, status: JobStatus) -> None:
         """A job version in the store (no process runs for it)."""
-        with self.plane.db.session() as session:
-            job_store.create_job(
-                session,
-                name=name,
-                version=version,
-                manifest_yaml="",
-                manifest={},
-                owner_email="owner@example.com",
-                deployed_by="User admin",
-                status=status,
-            )
+        store_only_job(self.plane, name, version, status, deployed_by="User admin")
 
     def authenticates(self, token: str) -> bool:
         status = self.call("GET", "/users/validate_user_auth", token).status_code

@@ -26,7 +26,7 @@ from lifecycle.store import jobs as job_store
 from lifecycle.store.models import JobStatus
 from tests.conftest import SAMPLE_JOBS, free_port
 from tests.gitservers import commit_files, file_url, make_repo
-from tests.lifecycle.platform import lifecycle_config
+from tests.lifecycle.platform import lifecycle_config, store_only_job
 from tests.lifecycle.test_streams import EventReader
 from trackside.build_context import pack_directory
 
@@ -112,16 +112,7 @@ class Lifecycle:
 
     def store_job(self, name: str, version: str, status: JobStatus = JobStatus.STOPPED) -> None:
         """A version in the store only (no process), like the listing benchmark's."""
-        with self.plane.db.session() as session:
-            job_store.create_job(
-                session,
-                name=name,
-                version=version,
-                manifest_yaml="",
-                manifest={},
-                owner_email="owner@example.com",
-                status=status,
-            )
+        store_only_job(self.plane, name, version, status)
 
 
 @pytest.fixture(scope="module")

@@ -32,7 +32,7 @@ from lifecycle.store.audit import list_events
 from lifecycle.store.models import JobStatus, SecretRecord, SubjectType, Token
 from tests.conftest import SAMPLE_JOBS
 from tests.gitservers import file_url, make_repo
-from tests.lifecycle.platform import lifecycle_config
+from tests.lifecycle.platform import lifecycle_config, store_only_job
 
 PASSWORD = "correct horse battery"
 PERFORM = "/api/v1/perform"
@@ -89,16 +89,7 @@ class Api:
 
     def job(self, name: str, version: str, status: JobStatus = JobStatus.RUNNING) -> None:
         """A job version in the store only (no process runs for it)."""
-        with self.plane.db.session() as session:
-            job_store.create_job(
-                session,
-                name=name,
-                version=version,
-                manifest_yaml="",
-                manifest={},
-                owner_email="owner@example.com",
-                status=status,
-            )
+        store_only_job(self.plane, name, version, status)
 
 
 @pytest.fixture(scope="module")
