@@ -272,7 +272,12 @@ def test_deployment_events_follow_a_deployment_to_its_end(
     deployment_id = lifecycle.ok(
         "POST",
         "/deploy",
-        json={"manifest": manifest("dash-adder", file_url(adder_repo), version="0.0.2")},
+        # --no-cache rebuilds the environment: long enough to be seen in flight even when the
+        # machine's uv cache would make the deploy finish between two polls of the stream
+        json={
+            "manifest": manifest("dash-adder", file_url(adder_repo), version="0.0.2"),
+            "build_flags": ["--no-cache"],
+        },
     )["id"]
     seen = reader.until(
         lambda e: e.json()["id"] == deployment_id and e.json()["status"] != "in_progress", 120
