@@ -15,7 +15,7 @@ from typing import Any
 from starlette.applications import Starlette
 from starlette.exceptions import HTTPException
 from starlette.requests import Request
-from starlette.responses import RedirectResponse, Response
+from starlette.responses import JSONResponse, RedirectResponse, Response
 from starlette.routing import Mount, Route
 from starlette.staticfiles import StaticFiles
 
@@ -59,6 +59,12 @@ async def _crashed(request: Request, exc: Exception) -> Response:
     return crash_page(_error_context(request), exc)
 
 
+async def _live(_: Request) -> Response:
+    """The liveness probe: the process answers. No session, no lifecycle call (not a page): a
+    lifecycle that is down must not get the dashboard restarted."""
+    return JSONResponse({"status": "ok"}, headers={"Cache-Control": "no-store"})
+
+
 class DashboardApp(Starlette):
     """`aclose()` closes the lifecycle client: at the end of its own lifespan (`trackside serve
     dashboard`), or called by `trackside up`'s dispatcher, which runs no lifespan for it."""
@@ -93,6 +99,7 @@ def create_app(config: DashboardConfig, api: LifecycleAPI) -> DashboardApp:
             Mount(
                 config.prefix,
                 routes=[
+                    Route("/live", _live, methods=["GET"]),
                     *account.routes,
                     *jobs.routes,
                     *deployments.routes,

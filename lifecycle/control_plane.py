@@ -8,6 +8,7 @@ and the embedded launcher alike.
 
 from __future__ import annotations
 
+import hashlib
 import logging
 import shutil
 import threading
@@ -18,10 +19,19 @@ from trackside_wrapper.job_image import ENGINES, EngineNotFound, find_engine
 
 from lifecycle.auth.admin import ensure_admin
 from lifecycle.auth.call_authorizer import CallAuthorizer
-from lifecycle.config import DOCKER, EMBEDDED, TARGET_ALIASES, ConfigError, LifecycleConfig
+from lifecycle.config import (
+    DOCKER,
+    EMBEDDED,
+    KUBERNETES,
+    TARGET_ALIASES,
+    ConfigError,
+    KubernetesConfig,
+    LifecycleConfig,
+)
 from lifecycle.deploy.builder import Builder
 from lifecycle.deploy.container_engine import EngineCli, EngineError
 from lifecycle.deploy.container_runner import ContainerRunner, ContainerRunSettings
+from lifecycle.deploy.context_handout import ContextHandout
 from lifecycle.deploy.fingerprint import FINGERPRINT_RE
 from lifecycle.deploy.image_builder import ImageBuilder
 from lifecycle.deploy.infrastructures import (
@@ -31,6 +41,11 @@ from lifecycle.deploy.infrastructures import (
     RoutingRunner,
     UnknownTarget,
 )
+from lifecycle.deploy.kaniko_builder import KanikoBuilder, KanikoBuilderSettings
+from lifecycle.deploy.kaniko_job import KanikoSettings
+from lifecycle.deploy.kubernetes_api import KubernetesApi, KubernetesError, has_configuration
+from lifecycle.deploy.kubernetes_objects import JobSettings
+from lifecycle.deploy.kubernetes_runner import KubernetesRunner, KubernetesRunSettings
 from lifecycle.deploy.local_runner import LocalRunner
 from lifecycle.deploy.pipeline import Pipeline, PipelineSettings
 from lifecycle.deploy.runner import Runner
@@ -52,6 +67,14 @@ class StartupReport:
     interrupted_deployments: int = 0
     lost_jobs: list[str] = field(default_factory=list)
     removed_containers: int = 0
+    removed_deployments: int = 0  # Kubernetes job generations no job claimed
+
+
+def kubernetes_unavailable(settings: KubernetesConfig) -> str | None:
+    """Why the kubernetes target cannot be used here (None: it can)."""
+    if settings.image_repository is None:
+        return "TRACKSIDE_IMAGE_REPOSITORY is not set: the registry repository job images are pushed to"
+    return has_configuration(settings.kubeconfig)
 
 
 class ControlPlane:
@@ -61,6 +84,7 @@ class ControlPlane:
         data = config.data_dir
         self.db = Database.from_config(config)
         self.secrets = SecretBox.from_config(config)
+        self.context_handout = ContextHandout()
         self.authorizer = CallAuthorizer.from_config(self.db, config)
         self.infrastructures = Infrastructures(
             [
@@ -71,12 +95,15 @@ class ControlPlane:
                     lambda env: bool(FINGERPRINT_RE.fullmatch(env)),
                 ),
                 self._containers_target(),
+                self._kubernetes_target(),
             ],
             default=config.infrastructure_target,
             aliases=TARGET_ALIASES,
         )
         if self.infrastructures.default == DOCKER and self._docker_unavailable:
             raise ConfigError(f"TRACKSIDE_INFRASTRUCTURE_TARGET=docker: {self._docker_unavailable}")
+        if self.infrastructures.default == KUBERNETES and self._kubernetes_unavailable:
+            raise ConfigError(f"TRACKSIDE_INFRASTRUCTURE_TARGET=kubernetes: {self._kubernetes_unavailable}")
         self.infrastructures.parts(EMBEDDED)  # its runner stops job processes a dead lifecycle left
         self.builder = RoutingBuilder(self.infrastructures)
         self.runner = RoutingRunner(self.infrastructures)
@@ -156,6 +183,60 @@ class ControlPlane:
         description = f"containers ({Path(found).name})" if found else "containers"
         return Infrastructure(DOCKER, description, create, ImageBuilder.owns, self._docker_unavailable)
 
+    def _kubernetes_target(self) -> Infrastructure:
+        settings = self.config.kubernetes
+        self._kubernetes_unavailable = kubernetes_unavailable(settings)
+
+        def create() -> tuple[Builder, Runner]:
+            try:
+                api = KubernetesApi.connect(settings.kubeconfig, settings.context)
+            except KubernetesError as e:
+                raise UnknownTarget(str(e)) from None
+            assert settings.image_repository is not None  # else the target is unavailable
+            jobs = JobSettings(
+                namespace=settings.namespace,
+                platform_namespace=settings.platform_namespace,
+                image_pull_secret=settings.registry_secret,
+            )
+            kaniko = KanikoSettings(
+                repository=settings.image_repository,
+                cache_repository=settings.cache_repository,
+                namespace=settings.namespace,
+                kaniko_image=settings.kaniko_image,
+                context_image=settings.context_image,
+                registry_secret=settings.registry_secret,
+                insecure_registry=settings.insecure_registry,
+                active_deadline_seconds=settings.build_deadline,
+                memory_limit=settings.kaniko_memory_limit,
+            )
+            builder = KanikoBuilder(
+                api,
+                KanikoBuilderSettings(
+                    kaniko=kaniko,
+                    base_image=self.config.containers.base_image,
+                    lifecycle_url=settings.lifecycle_url_for_builds,
+                    build_env_key=hashlib.sha256(b"build-env\0" + self.config.secret_key.encode()).digest(),
+                    git_context=settings.git_context,
+                    ca_bundle=self.config.containers.build_ca_bundle,
+                ),
+                self.context_handout,
+                self.config.data_dir / "kubernetes" / "tmp",
+            )
+            runner = KubernetesRunner(
+                api,
+                KubernetesRunSettings(
+                    jobs=jobs,
+                    job_pub_url=settings.pub_url_for_jobs,
+                    scheduling_timeout=settings.scheduling_timeout,
+                ),
+            )
+            return builder, runner
+
+        description = f"Kubernetes (namespace {settings.namespace})"
+        return Infrastructure(
+            KUBERNETES, description, create, KanikoBuilder.owns, self._kubernetes_unavailable
+        )
+
     def infrastructure_targets(self) -> dict[str, str]:
         """The targets jobs can run on here, name -> description (for /info)."""
         return self.infrastructures.describe()
@@ -167,17 +248,23 @@ class ControlPlane:
                 return report
             report.admin_token = ensure_admin(self.db, self.config.data_dir)
             report.interrupted_deployments = self.deployments.interrupt_unfinished()
-            if self.infrastructures.default == DOCKER:
-                self.infrastructures.parts(DOCKER)  # finds the containers an earlier lifecycle left
-            elif self._has_container_jobs():
-                try:
-                    self.infrastructures.parts(DOCKER)
-                except UnknownTarget as e:
-                    logger.warning("jobs on containers cannot be restarted: %s", e)
+            for target, unavailable in (
+                (DOCKER, self._docker_unavailable),
+                (KUBERNETES, self._kubernetes_unavailable),
+            ):
+                if self.infrastructures.default == target:
+                    self.infrastructures.parts(target)  # finds the jobs an earlier lifecycle left
+                elif not unavailable and self._has_jobs_on(target):
+                    try:
+                        self.infrastructures.parts(target)
+                    except UnknownTarget as e:
+                        logger.warning("jobs on %s cannot be restarted: %s", target, e)
             report.lost_jobs = self.deployments.restart_jobs()
             for _, _, runner in self.infrastructures.started():
                 if isinstance(runner, ContainerRunner):
                     report.removed_containers += runner.remove_unclaimed()
+                if isinstance(runner, KubernetesRunner):
+                    report.removed_deployments += runner.remove_unclaimed()
             self.monitor.start()
             self._started = True
             if report.interrupted_deployments:
@@ -189,12 +276,10 @@ class ControlPlane:
                 logger.warning("job %s cannot be restarted: its files are gone", job)
             return report
 
-    def _has_container_jobs(self) -> bool:
-        if self._docker_unavailable:
-            return False
+    def _has_jobs_on(self, target: str) -> bool:
         with self.db.session() as session:
             return any(
-                TARGET_ALIASES.get((job.infrastructure_target or EMBEDDED).lower()) == DOCKER
+                TARGET_ALIASES.get((job.infrastructure_target or EMBEDDED).lower()) == target
                 for job in job_store.list_job_summaries(session)
             )
 

@@ -16,6 +16,7 @@ from trackside import __version__
 from . import (
     async_calls,
     audit,
+    build_contexts,
     deploy,
     deployment_history,
     errors,
@@ -72,6 +73,8 @@ def create_app(plane: ControlPlane, stop_on_shutdown: bool = False) -> FastAPI:
         streams.router,
         gateway.router,
         async_calls.router,
+        # what a Kubernetes build pod fetches, with its build token
+        build_contexts.router,
         # what the dashboard reads beyond Racetrack's API
         job_overview.router,
         deployment_history.router,

@@ -32,6 +32,10 @@ class BuildRequest:
     infrastructure: str = "embedded"  # the target the build is for (config.TARGET_ALIASES' values)
     system_dependencies: tuple[str, ...] = ()  # apt packages (images only)
     git_commit: str | None = None  # of the fetched source, None for an uploaded build context
+    # where that commit came from, for builders that fetch it again elsewhere (a build pod)
+    git_remote: str | None = None
+    git_directory: str | None = None
+    git_credentials: tuple[str, str] | None = field(default=None, repr=False)  # username, password
 
 
 @dataclass(frozen=True)

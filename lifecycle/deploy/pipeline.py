@@ -17,7 +17,7 @@ from typing import Protocol
 
 from .builder import Builder, BuildError, BuildRequest, BuildResult
 from .examples import check_examples
-from .runner import ReplicaState, Resources, Runner, RunSpec
+from .runner import ReplicaState, Resources, Runner, RunnerError, RunSpec
 from .source import GitCredentials, SourceError, fetch_git, unpack_build_context
 
 FETCHING = "fetching the source code"
@@ -151,7 +151,7 @@ class Pipeline:
         except DeployFailed:
             self._undo(spec, build, timestamp)
             raise
-        except (SourceError, BuildError) as e:
+        except (SourceError, BuildError, RunnerError) as e:
             self._undo(spec, build, timestamp)
             raise DeployFailed(str(e), phase) from e
         except Exception as e:
@@ -195,6 +195,13 @@ class Pipeline:
             infrastructure=spec.infrastructure,
             system_dependencies=spec.system_dependencies,
             git_commit=commit,
+            git_remote=spec.git_remote if commit else None,
+            git_directory=spec.git_directory if commit else None,
+            git_credentials=(
+                (spec.git_credentials.username, spec.git_credentials.password)
+                if commit and spec.git_credentials
+                else None
+            ),
         )
         result = self.builder.build(request, reporter.log)
         reporter.log("environment reused from cache" if result.cached else "environment built")
@@ -207,22 +214,29 @@ class Pipeline:
     def _wait_ready(self, spec: DeploySpec, timestamp: int, reporter: Reporter) -> list[ReplicaState]:
         deadline = time.monotonic() + self.settings.init_timeout
         reported_failures = 0
+        waiting_on: str | None = None
         while True:
             replicas = self.runner.replicas(spec.job_name, spec.job_version)
             if len(replicas) >= spec.replicas and all(r.ready for r in replicas):
                 return replicas
-            failing = max((r.restarts for r in replicas), default=0)
+            failing = max((max(r.restarts, r.failures) for r in replicas), default=0)
+            error = next((r.last_error for r in replicas if r.last_error), None)
             if failing > reported_failures:
                 reported_failures = failing
-                error = next((r.last_error for r in replicas if r.last_error), None)
                 reporter.log(f"the job failed to start ({failing} time(s)): {error or 'no detail'}")
                 if failing >= self.settings.max_start_failures:
                     raise DeployFailed(
                         f"the job failed to start: {error or 'the process keeps exiting'}", INITIALISING
                     )
+            elif failing == 0 and error and error != waiting_on:
+                # e.g. no node can take the replica yet: said once, not a failure
+                reporter.log(f"the job is not ready yet: {error}")
+            waiting_on = error or waiting_on
             if time.monotonic() > deadline:
                 raise DeployFailed(
-                    f"the job was not ready within {self.settings.init_timeout:.0f} s", INITIALISING
+                    f"the job was not ready within {self.settings.init_timeout:.0f} s"
+                    + (f": {waiting_on}" if waiting_on else ""),
+                    INITIALISING,
                 )
             time.sleep(self.settings.poll_interval)
 

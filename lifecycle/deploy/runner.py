@@ -32,6 +32,11 @@ from typing import Protocol
 from .builder import BuildResult
 
 
+class RunnerError(Exception):
+    """Starting a generation failed before any replica ran (e.g. the cluster refused an object);
+    the message is shown to the user and names what failed."""
+
+
 @dataclass(frozen=True)
 class Resources:
     """A replica's share of the machine (manifest `resources`); None: no reservation or limit."""
@@ -62,7 +67,10 @@ class ReplicaState:
     restarts: int
     last_error: str | None
     deployment_timestamp: int = 0
-    failures: int = 0  # consecutive failed starts
+    # consecutive failed starts; a runner that sees a replica cannot start without outside help
+    # (its image cannot be pulled, its code fails to load, no node fits it) reports it as failed
+    # enough times to stop waiting: the pipeline fails the deploy, the monitor reports `error`
+    failures: int = 0
     pid: int | None = None  # of the running process (None while it is down)
 
 

@@ -302,6 +302,8 @@ def test_each_deployment_runs_trackside_serve(rendered: Rendered, component: str
     for probe in ("startupProbe", "livenessProbe", "readinessProbe"):
         assert container[probe]["httpGet"]["port"] == "http", probe
         assert container[probe]["httpGet"]["path"].startswith(f"/{component}/"), probe
+    # liveness asks the process alone (for the dashboard: not a page, which may call the lifecycle)
+    assert container["livenessProbe"]["httpGet"]["path"] == f"/{component}/live"
 
 
 def strings_in(paths: list[Path]) -> set[str]:
