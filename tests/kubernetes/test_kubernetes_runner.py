@@ -143,7 +143,11 @@ def test_crash_loop_reports_the_reason_and_the_last_lines_of_the_crashed_contain
         pod,
         restarts=3,
         exit_code=1,
-        log=("Traceback (most recent call last):", '  File "adder.py", line 3', "NameError: name 'x' is not defined"),
+        log=(
+            "Traceback (most recent call last):",
+            '  File "adder.py", line 3',
+            "NameError: name 'x' is not defined",
+        ),
     )
     replica = eventually(lambda: [r for r in runner.replicas("adder", "0.0.1") if r.last_error])[0]
     assert replica.restarts == 3 and replica.failures >= 3 and not replica.ready
@@ -170,7 +174,9 @@ def test_image_pull_back_off_is_stuck_at_once(runner: KubernetesRunner, cluster:
     assert replica.failures == 3  # the pipeline and the monitor stop waiting
 
 
-def test_failed_scheduling_waits_for_its_timeout(standin: ApiServerStandIn, cluster: FakeCluster, tmp_path: Path) -> None:
+def test_failed_scheduling_waits_for_its_timeout(
+    standin: ApiServerStandIn, cluster: FakeCluster, tmp_path: Path
+) -> None:
     runner = make_runner(standin, tmp_path, scheduling_timeout=60.0)
     try:
         runner.start(run_spec())
@@ -191,18 +197,28 @@ def test_a_deployment_that_cannot_make_pods_says_why(
     runner.start(run_spec())
     for pod in cluster.pods():
         standin.delete_object("pods", NAMESPACE, pod["metadata"]["name"])
-    message = 'pods "job-adder-v0-0-1-1732000000000-x" is forbidden: exceeded quota: jobs, requested: memory=2Gi'
+    message = (
+        'pods "job-adder-v0-0-1-1732000000000-x" is forbidden: exceeded quota: jobs, requested: memory=2Gi'
+    )
     standin.update_status(
         "deployments",
         NAMESPACE,
         "job-adder-v0-0-1-1732000000000",
-        {"conditions": [{"type": "ReplicaFailure", "status": "True", "reason": "FailedCreate", "message": message}]},
+        {
+            "conditions": [
+                {"type": "ReplicaFailure", "status": "True", "reason": "FailedCreate", "message": message}
+            ]
+        },
     )
     replica = eventually(lambda: [r for r in runner.replicas("adder", "0.0.1") if r.last_error])[0]
-    assert replica.last_error == f"FailedCreate: {message}" and replica.failures == 3 and replica.address == ""
+    assert (
+        replica.last_error == f"FailedCreate: {message}" and replica.failures == 3 and replica.address == ""
+    )
 
 
-def test_forbidden_create_names_the_object_and_the_role(runner: KubernetesRunner, standin: ApiServerStandIn) -> None:
+def test_forbidden_create_names_the_object_and_the_role(
+    runner: KubernetesRunner, standin: ApiServerStandIn
+) -> None:
     message = (
         'deployments.apps is forbidden: User "system:serviceaccount:trackside:lifecycle" cannot create '
         'resource "deployments" in API group "apps" in the namespace "trackside-jobs"'
@@ -234,7 +250,9 @@ def test_a_lifecycle_restart_adopts_what_runs(
         assert [r.method for r in made if r.plural == "deployments"] == ["POST", "GET"]
         assert {r.plural for r in made if r.method == "PATCH"} == {"services", "networkpolicies"}
         assert [p["metadata"]["name"] for p in cluster.pods()] == [pod]
-        assert [r.address for r in eventually(lambda: second.serving("adder", "0.0.1"))] == ["http://10.1.0.7:7000"]
+        assert [r.address for r in eventually(lambda: second.serving("adder", "0.0.1"))] == [
+            "http://10.1.0.7:7000"
+        ]
         assert second.remove_unclaimed() == 0
     finally:
         second.shutdown()
@@ -251,7 +269,9 @@ def test_remove_unclaimed_deletes_generations_no_job_claims(
     try:
         second.start(run_spec(timestamp=2, version="0.0.2"))
         assert second.remove_unclaimed() == 1
-        assert [d["metadata"]["name"] for d in standin.objects("deployments", NAMESPACE)] == ["job-adder-v0-0-2-2"]
+        assert [d["metadata"]["name"] for d in standin.objects("deployments", NAMESPACE)] == [
+            "job-adder-v0-0-2-2"
+        ]
         assert standin.get("services", NAMESPACE, "job-adder-v0-0-1") is None
         assert standin.get("secrets", NAMESPACE, "job-adder-v0-0-1-1") is None
     finally:
@@ -267,7 +287,11 @@ def test_a_redeploy_retires_the_older_generation_and_stop_removes_everything(
     eventually(lambda: len(cluster.pods()) == 4)
     runner.retire_others("adder", "0.0.1", keep=2)
     assert runner.generations("adder", "0.0.1") == [2]
-    names = sorted(o["metadata"]["name"] for plural in ("deployments", "secrets", "poddisruptionbudgets") for o in standin.objects(plural, NAMESPACE))
+    names = sorted(
+        o["metadata"]["name"]
+        for plural in ("deployments", "secrets", "poddisruptionbudgets")
+        for o in standin.objects(plural, NAMESPACE)
+    )
     assert names == ["job-adder-v0-0-1-2"] * 3
     assert len(cluster.pods()) == 2  # the old generation's pods went with its Deployment
     deletes = [r for r in standin.requests if r.method == "DELETE" and r.plural == "deployments"]
@@ -280,7 +304,9 @@ def test_a_redeploy_retires_the_older_generation_and_stop_removes_everything(
     assert runner.replicas("adder", "0.0.1") == []
 
 
-def test_stop_finds_leftovers_the_informer_never_saw(runner: KubernetesRunner, standin: ApiServerStandIn) -> None:
+def test_stop_finds_leftovers_the_informer_never_saw(
+    runner: KubernetesRunner, standin: ApiServerStandIn
+) -> None:
     standin.fail("POST", "deployments", 500, "InternalError", "etcdserver: request timed out", times=1)
     with pytest.raises(RunnerError):
         runner.start(run_spec(timestamp=5))
@@ -293,7 +319,9 @@ def test_logs_merge_the_pods_in_time_order_and_follow_sees_new_pods_until_stop(
     runner: KubernetesRunner, standin: ApiServerStandIn, cluster: FakeCluster
 ) -> None:
     runner.start(run_spec(replicas=2))
-    pods = sorted(p["metadata"]["name"] for p in eventually(lambda: len(cluster.pods()) == 2 and cluster.pods()))
+    pods = sorted(
+        p["metadata"]["name"] for p in eventually(lambda: len(cluster.pods()) == 2 and cluster.pods())
+    )
     for index, pod in enumerate(pods):
         cluster.running(pod, f"10.1.0.{index + 1}")
     standin.append_log(NAMESPACE, pods[0], "job", "first")
@@ -301,7 +329,11 @@ def test_logs_merge_the_pods_in_time_order_and_follow_sees_new_pods_until_stop(
     standin.append_log(NAMESPACE, pods[1], "job", "second")
     time.sleep(0.01)
     standin.append_log(NAMESPACE, pods[0], "job", "third")
-    assert runner.logs("adder", "0.0.1", tail=10) == [f"[{pods[0]}] first", f"[{pods[1]}] second", f"[{pods[0]}] third"]
+    assert runner.logs("adder", "0.0.1", tail=10) == [
+        f"[{pods[0]}] first",
+        f"[{pods[1]}] second",
+        f"[{pods[0]}] third",
+    ]
     assert runner.logs("adder", "0.0.1", tail=1) == [f"[{pods[0]}] third"]
 
     followed: list[str] = []
@@ -330,7 +362,9 @@ def test_an_unreachable_api_server_is_a_clear_error(standin: ApiServerStandIn, t
     kubeconfig = standin.kubeconfig(tmp_path / "kubeconfig")
     standin.close()
     api = KubernetesApi.connect(str(kubeconfig))
-    runner = KubernetesRunner(api, KubernetesRunSettings(jobs=JobSettings(), job_pub_url=JOB_PUB_URL, watch_timeout=2))
+    runner = KubernetesRunner(
+        api, KubernetesRunSettings(jobs=JobSettings(), job_pub_url=JOB_PUB_URL, watch_timeout=2)
+    )
     try:
         with pytest.raises(RunnerError) as failure:
             runner.start(run_spec())
