@@ -124,9 +124,11 @@ class TracksideUp:
     """`python -m trackside up` as a real process on a free port, with an authenticated client of its
     lifecycle API (`client`, based at /lifecycle)."""
 
-    def __init__(self, data_dir: Path, log: Path, env: dict[str, str] | None = None) -> None:
+    def __init__(
+        self, data_dir: Path, log: Path, env: dict[str, str] | None = None, port: int | None = None
+    ) -> None:
         self.data_dir = data_dir
-        self.port = free_port()
+        self.port = port or free_port()
         self.url = f"http://127.0.0.1:{self.port}"
         self.log_path = log
         with open(log, "ab") as out:
@@ -195,7 +197,7 @@ class ServedComponent:
     """`python -m trackside serve COMPONENT` on a free port (or `port`), its output in `log`,
     waited for until it answers its probe."""
 
-    PROBES = {"lifecycle": "/lifecycle/live", "pub": "/pub/live", "dashboard": "/dashboard/sign-in"}
+    PROBES = {"lifecycle": "/lifecycle/live", "pub": "/pub/live", "dashboard": "/dashboard/live"}
 
     def __init__(self, component: str, log: Path, env: dict[str, str], port: int | None = None) -> None:
         self.component = component
