@@ -16,6 +16,7 @@ import yaml
 
 from tests.kubernetes.apiserver_standin import ApiServerStandIn
 from tests.kubernetes.fake_cluster import NAMESPACE, FakeCluster
+from tests.kubernetes.test_job_objects import KUBERNETES_VERSIONS, validator
 from tests.lifecycle.platform import TracksideUp, free_port
 from trackside.build_context import pack_directory
 
@@ -96,6 +97,14 @@ def test_deploy_call_restart_and_delete_on_kubernetes(
         wait_for(lambda: job_status(up)["status"] == "running")
         logs = up.client.get("/api/v1/job/adder/0.0.1/logs", params={"tail": 200}).text
         assert "POST /api/v1/perform" in logs and "[job-adder-v0-0-1-" in logs
+
+        # every object the runner and the builder created is valid for both Kubernetes versions
+        kubernetes_validate = validator()
+        created = [r.body for r in standin.requests if r.method == "POST" and r.body]
+        assert {o["kind"] for o in created} == {"Secret", "Job", "NetworkPolicy", "Service", "Deployment"}
+        for obj in created:
+            for version in KUBERNETES_VERSIONS:
+                kubernetes_validate.validate(obj, version, strict=True)
 
         [deployment] = standin.objects("deployments", NAMESPACE)
         pods_before = [p["metadata"]["name"] for p in cluster.pods()]
