@@ -23,7 +23,7 @@ from lifecycle.config import EMBEDDED
 from lifecycle.deploy.builder import BuildResult
 from lifecycle.deploy.infrastructures import Infrastructures, UnknownTarget
 from lifecycle.deploy.pipeline import STARTING, DeployFailed, DeploySpec, Pipeline
-from lifecycle.deploy.runner import Resources, Runner, RunSpec
+from lifecycle.deploy.runner import Resources, Runner, RunnerError, RunSpec
 from lifecycle.deploy.source import GitCredentials
 from lifecycle.secrets import SecretBox
 from lifecycle.store import deployments as deployment_store
@@ -431,20 +431,26 @@ class DeploymentService:
                     session, self.secrets, SecretKind.RUNTIME_ENV, job=(job.name, job.version)
                 )
                 manifest = parse_manifest(job.manifest_yaml)
-                self.runner.start(
-                    RunSpec(
-                        job_name=job.name,
-                        job_version=job.version,
-                        deployment_timestamp=job.deployment_timestamp,
-                        replicas=job.replicas,
-                        build=build,
-                        env=self.runtime_env(
-                            manifest, dict(runtime_secrets.reveal()) if runtime_secrets else {}, session
-                        ),
-                        manifest_yaml=job.manifest_yaml,
-                        resources=resources_of(manifest),
+                try:
+                    self.runner.start(
+                        RunSpec(
+                            job_name=job.name,
+                            job_version=job.version,
+                            deployment_timestamp=job.deployment_timestamp,
+                            replicas=job.replicas,
+                            build=build,
+                            env=self.runtime_env(
+                                manifest, dict(runtime_secrets.reveal()) if runtime_secrets else {}, session
+                            ),
+                            manifest_yaml=job.manifest_yaml,
+                            resources=resources_of(manifest),
+                        )
                     )
-                )
+                except RunnerError as e:
+                    # e.g. the cluster's API is down: the lifecycle starts anyway; the monitor
+                    # reports the job running again once its replicas are seen
+                    job.status, job.error = JobStatus.ERROR, f"cannot be restarted: {e}"
+                    logger.warning("job %s %s cannot be restarted: %s", job.name, job.version, e)
         return lost
 
     def is_deploying(self, name: str, version: str) -> bool:

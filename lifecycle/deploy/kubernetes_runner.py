@@ -112,6 +112,8 @@ class KubernetesRunner:
             objects = job_objects(job, self.settings.jobs)
         except ValueError as e:
             raise RunnerError(str(e)) from None
+        with self._lock:  # claimed before any call: remove_unclaimed never takes a half-started one
+            self._claimed.add(objects.deployment["metadata"]["name"])
         for obj in objects.all():
             kind, name = obj["kind"], obj["metadata"]["name"]
             created: Obj | None
@@ -123,8 +125,6 @@ class KubernetesRunner:
                 created = self._adopt(obj)
             if kind == "Deployment" and created is not None:
                 self._deployments.upsert(created)
-        with self._lock:
-            self._claimed.add(objects.deployment["metadata"]["name"])
 
     def _adopt(self, obj: Obj) -> Obj | None:
         """An object of this name exists: a generation's are this generation's (left by an earlier
@@ -267,6 +267,10 @@ class KubernetesRunner:
     ) -> list[ReplicaState]:
         deployments = self._generation_deployments(name, version)
         if not deployments:
+            if not (self._deployments.synced and self._pods.synced) and self._claims(name, version):
+                # not read from the cluster yet: unknown, which is not "nothing runs"
+                why = self._deployments.error or self._pods.error or "the Kubernetes API has not answered yet"
+                return [ReplicaState(address="", ready=False, restarts=0, last_error=why)]
             return []
         timestamp = max(deployments) if deployment_timestamp is None else deployment_timestamp
         deployment = deployments.get(timestamp)
@@ -290,6 +294,13 @@ class KubernetesRunner:
             )
             states += [missing] * (wanted - len(states))
         return states
+
+    def _claims(self, name: str, version: str) -> bool:
+        prefix = version_object_name(name, version) + "-"
+        with self._lock:
+            return any(
+                claimed.startswith(prefix) and claimed[len(prefix) :].isdigit() for claimed in self._claimed
+            )
 
     def serving(self, name: str, version: str) -> list[ReplicaState]:
         by_generation: dict[int, list[ReplicaState]] = {}

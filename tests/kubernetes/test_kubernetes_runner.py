@@ -247,7 +247,7 @@ def test_a_lifecycle_restart_adopts_what_runs(
         second.start(run_spec())  # what restart_jobs does for each job in the store
         made = standin.requests[before:]
         # the generation's objects exist: nothing new, the Service and NetworkPolicy brought up to date
-        assert [r.method for r in made if r.plural == "deployments"] == ["POST", "GET"]
+        assert [r.verb for r in made if r.plural == "deployments" and r.verb != "WATCH"] == ["POST", "GET"]
         assert {r.plural for r in made if r.method == "PATCH"} == {"services", "networkpolicies"}
         assert [p["metadata"]["name"] for p in cluster.pods()] == [pod]
         assert [r.address for r in eventually(lambda: second.serving("adder", "0.0.1"))] == [
@@ -369,7 +369,11 @@ def test_an_unreachable_api_server_is_a_clear_error(standin: ApiServerStandIn, t
         with pytest.raises(RunnerError) as failure:
             runner.start(run_spec())
         assert f"the Kubernetes API at {standin.url} cannot be reached" in str(failure.value)
-        assert runner.replicas("adder", "0.0.1") == []
+        # unknown is not "nothing runs": the version is reported waiting, with why
+        [replica] = eventually(
+            lambda: [r for r in runner.replicas("adder", "0.0.1") if "cannot be reached" in (r.last_error or "")]
+        )
+        assert not replica.ready and replica.failures == 0
     finally:
         runner.shutdown()
 
@@ -383,3 +387,26 @@ def test_the_informer_lists_again_after_410_expired(
     cluster.running(pod, "10.1.0.7")
     eventually(lambda: runner.serving("adder", "0.0.1"), timeout=15)
     assert any(r.verb == "WATCH" for r in standin.requests)
+
+
+def test_a_version_is_not_lost_while_the_cluster_cannot_be_read(
+    standin: ApiServerStandIn, tmp_path: Path
+) -> None:
+    for method in ("GET", "POST"):
+        standin.fail(method, "deployments", 503, "ServiceUnavailable", "etcd is not ready")
+    api = KubernetesApi.connect(str(standin.kubeconfig(tmp_path / "kubeconfig")))
+    runner = KubernetesRunner(
+        api, KubernetesRunSettings(jobs=JobSettings(), job_pub_url=JOB_PUB_URL, watch_timeout=2)
+    )
+    try:
+        with pytest.raises(RunnerError):
+            runner.start(run_spec())  # what a restarting lifecycle does for each stored job
+        [replica] = eventually(
+            lambda: [
+                r for r in runner.replicas("adder", "0.0.1") if "etcd is not ready" in (r.last_error or "")
+            ]
+        )
+        assert not replica.ready and replica.failures == 0  # the monitor keeps the job's status
+        assert runner.replicas("other", "1.0.0") == []  # nothing claims it
+    finally:
+        runner.shutdown()
