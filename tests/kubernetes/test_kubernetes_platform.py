@@ -114,8 +114,13 @@ def test_deploy_call_restart_and_delete_on_kubernetes(
     # the lifecycle is gone; the job is not
     assert [p["metadata"]["name"] for p in cluster.pods()] == pods_before
     before = len(standin.requests)
+    # the cluster refuses the first call of the restart: the lifecycle starts anyway, says so,
+    # and reports the job running as soon as it sees its pods
+    standin.fail("POST", "deployments", 503, "ServiceUnavailable", "the API server is overloaded", times=1)
     up = start_up(standin, tmp_path, "up-2.log")
     try:
+        assert "job adder 0.0.1 cannot be restarted" in up.output()
+        assert "the API server is overloaded" in up.output()
         wait_for(lambda: job_status(up)["status"] == "running")
         answer = call(up)
         assert answer.status_code == 200 and answer.json() == 42.5
