@@ -74,6 +74,7 @@ class FakeCluster:
     run_jobs: bool = False
     kaniko: bool = False
     kaniko_failure: KanikoFailure | None = None
+    pull_fails: bool = False  # job pods cannot pull their image
     kaniko_log: tuple[str, ...] = ("INFO Retrieving image manifest python:3.12-slim", "INFO Pushing image")
     images: dict[str, Path] = field(default_factory=dict)  # image reference -> its code directory
     processes: dict[str, subprocess.Popen[bytes]] = field(default_factory=dict)  # pod name -> job process
@@ -234,9 +235,9 @@ class FakeCluster:
     def _start_job_process(self, pod: Json) -> None:
         name = pod["metadata"]["name"]
         container = pod["spec"]["containers"][0]
-        code_dir = self.images.get(container["image"])
-        if code_dir is None:
-            self.waiting(name, "ErrImagePull", f'failed to pull image "{container["image"]}": not found')
+        code_dir = None if self.pull_fails else self.images.get(container["image"])
+        if code_dir is None:  # what the kubelet says after the first failed pull
+            self.waiting(name, "ImagePullBackOff", f'Back-off pulling image "{container["image"]}"')
             return
         address = free_loopback_address()
         env = {

@@ -169,3 +169,25 @@ def test_a_job_that_fails_to_load_fails_its_deploy_with_file_and_line_and_leaves
             assert standin.objects(plural, NAMESPACE) == [], plural
     finally:
         up.stop()
+
+
+def test_an_image_the_nodes_cannot_pull_fails_the_deploy_with_the_reason(
+    standin: ApiServerStandIn, cluster: FakeCluster, tmp_path: Path
+) -> None:
+    cluster.pull_fails = True
+    up = start_up(standin, tmp_path, "up.log")
+    try:
+        manifest = yaml.safe_load((ADDER / "job.yaml").read_text())
+        r = up.client.post(
+            "/api/v1/deploy", json={"manifest": manifest, "build_context": pack_directory(ADDER)}
+        )
+        result = up.wait(r.json()["id"])
+        assert result["status"] == "failed", result
+        assert result["phase"] == "initialising the entrypoint"
+        assert result["error"].startswith(
+            f'the job failed to start: ImagePullBackOff: Back-off pulling image "{REPOSITORY}/adder:0.0.1-'
+        )
+        for plural in ("deployments", "secrets", "services", "networkpolicies", "pods", "jobs"):
+            assert standin.objects(plural, NAMESPACE) == [], plural
+    finally:
+        up.stop()
