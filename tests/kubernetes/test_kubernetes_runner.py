@@ -371,7 +371,9 @@ def test_an_unreachable_api_server_is_a_clear_error(standin: ApiServerStandIn, t
         assert f"the Kubernetes API at {standin.url} cannot be reached" in str(failure.value)
         # unknown is not "nothing runs": the version is reported waiting, with why
         [replica] = eventually(
-            lambda: [r for r in runner.replicas("adder", "0.0.1") if "cannot be reached" in (r.last_error or "")]
+            lambda: [
+                r for r in runner.replicas("adder", "0.0.1") if "cannot be reached" in (r.last_error or "")
+            ]
         )
         assert not replica.ready and replica.failures == 0
     finally:

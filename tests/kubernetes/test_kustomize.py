@@ -13,6 +13,7 @@ from typing import Any
 
 import pytest
 
+from lifecycle.config import KubernetesConfig
 from tests.conftest import IN_CI, REPO
 
 from .manifests import (
@@ -43,6 +44,8 @@ COMPONENT_SOURCES = {
     "pub": ["pub"],
     "dashboard": ["dashboard"],
 }
+# settings that name a Secret (the value is its name, never a credential)
+SECRET_NAMES = {"TRACKSIDE_K8S_REGISTRY_SECRET"}
 MANAGED_VERBS = ["get", "list", "watch", "create", "update", "patch", "delete"]
 EXPECTED_RULES = {
     ("apps", "deployments"): MANAGED_VERBS,
@@ -251,7 +254,10 @@ def test_config_maps_hold_no_secrets(tree: KustomizeTree, overlay: Rendered) -> 
     for config_map in overlay.of_kind("ConfigMap"):
         for key, value in config_map.get("data", {}).items():
             where = f"{describe(config_map)} {key}"
-            assert not re.search(r"SECRET|TOKEN|PASSWORD|DATABASE_URL|CREDENTIAL", key), where
+            if key in SECRET_NAMES:
+                assert re.fullmatch(r"[a-z0-9]([-a-z0-9]{0,251}[a-z0-9])?", value), f"{where}: not a name"
+            else:
+                assert not re.search(r"SECRET|TOKEN|PASSWORD|DATABASE_URL|CREDENTIAL", key), where
             assert "tst_" not in value, where
             assert not re.search(r"://[^/@\s]+:[^/@\s]+@", value), f"{where}: a URL with a password"
             for secret in secret_values:
@@ -663,6 +669,89 @@ def test_the_production_host_is_named_once(tree: KustomizeTree, tmp_path: Path) 
     assert changed.container_env(deployment, container)["TRACKSIDE_PUBLIC_URL"] == "https://ts.acme.test"
     everything = json.dumps(changed.objects)
     assert "example.com" not in everything.replace("registry.example.com", "")
+
+
+# ---- the kubernetes target -----------------------------------------------------------------------
+
+
+def kubernetes_settings(rendered: Rendered) -> KubernetesConfig:
+    """What the lifecycle's kubernetes target makes of its ConfigMap (the Secret has none of it)."""
+    _, container = container_of(rendered, "lifecycle")
+    config = rendered.find("ConfigMap", container["envFrom"][0]["configMapRef"]["name"])
+    return KubernetesConfig.from_env(config["data"])
+
+
+def pod_port(rendered: Rendered, service: Obj, port: int) -> tuple[Pod, int]:
+    """The pod behind a Service's port and the port it listens on (what NetworkPolicies name)."""
+    (entry,) = [p for p in service["spec"]["ports"] if p["port"] == port]
+    (workload,) = [
+        w
+        for w in rendered.workloads()
+        if namespace_of(w) == namespace_of(service)
+        and matches({"matchLabels": service["spec"]["selector"]}, pod_labels(w))
+    ]
+    ports = {p["name"]: p["containerPort"] for c in pod_spec(workload)["containers"] for p in c["ports"]}
+    target = entry["targetPort"]
+    listening = ports[target] if isinstance(target, str) else int(target)
+    return Pod(namespace_of(workload), pod_labels(workload)), listening
+
+
+def test_the_kubernetes_target_works_in_the_trees_namespaces(rendered: Rendered) -> None:
+    settings = kubernetes_settings(rendered)
+    (role,) = rendered.of_kind("Role")
+    (binding,) = rendered.of_kind("RoleBinding")
+    assert settings.namespace == namespace_of(role) == JOBS_NAMESPACE, "jobs run where the Role allows"
+    assert settings.platform_namespace == namespace_of(rendered.find("Deployment", "lifecycle"))
+    assert binding["subjects"][0]["namespace"] == settings.platform_namespace
+    assert settings.kubeconfig is None, "in a pod: the lifecycle's service account"
+    assert settings.image_repository, "the target is refused without TRACKSIDE_IMAGE_REPOSITORY"
+
+
+def test_jobs_call_the_gateway_by_its_service(rendered: Rendered) -> None:
+    settings = kubernetes_settings(rendered)
+    service, namespace, port = cluster_service(settings.pub_url_for_jobs)
+    assert settings.pub_url_for_jobs.endswith(f":{port}/pub")
+    pub = rendered.find("Service", service, namespace)
+    assert named(pub) == "pub" and namespace == settings.platform_namespace
+    gateway, listening = pod_port(rendered, pub, port)
+    assert allowed(rendered.of_kind("NetworkPolicy"), JOB, gateway, listening)
+
+
+def test_builds_fetch_their_context_from_the_lifecycle_by_its_service(rendered: Rendered) -> None:
+    settings = kubernetes_settings(rendered)
+    service, namespace, port = cluster_service(settings.lifecycle_url_for_builds)
+    lifecycle = rendered.find("Service", service, namespace)
+    assert named(lifecycle) == "lifecycle" and namespace == settings.platform_namespace
+    pod, listening = pod_port(rendered, lifecycle, port)
+    policies = rendered.of_kind("NetworkPolicy")
+    assert allowed(policies, BUILD, pod, listening)
+    assert not allowed(policies, JOB, pod, listening), "only builds (label component=build)"
+    # and the lifecycle reaches a new job replica on its port (/live, input examples)
+    assert allowed(policies, pod, JOB, 7000)
+
+
+def test_local_pushes_and_pulls_job_images_through_its_registry(local: Rendered) -> None:
+    settings = kubernetes_settings(local)
+    registry = local.find("Service", "registry")
+    (entry,) = registry["spec"]["ports"]
+    host = f"{named(registry)}.{namespace_of(registry)}.svc.cluster.local:{entry['port']}"
+    # Kaniko pushes by the cluster's DNS name; the node is configured to pull that name from the
+    # NodePort (docs/kubernetes.md, test_kubernetes_docs)
+    assert settings.image_repository == f"{host}/trackside-jobs"
+    assert settings.insecure_registry, "the registry speaks plain HTTP"
+    assert settings.registry_secret is None, "no credentials: no push Secret, no imagePullSecrets"
+    pod, listening = pod_port(local, registry, entry["port"])
+    policies = local.of_kind("NetworkPolicy")
+    assert allowed(policies, BUILD, pod, listening)
+    assert allowed(policies, OUTSIDE, pod, listening), f"the node pulls through {entry['nodePort']}"
+
+
+def test_production_pushes_to_the_operators_registry_with_its_secret(production: Rendered) -> None:
+    settings = kubernetes_settings(production)
+    assert settings.image_repository == "registry.example.com/trackside-jobs", "the placeholder to replace"
+    assert settings.registry_secret == "trackside-registry"
+    assert not settings.insecure_registry
+    assert not production.has("Secret", "trackside-registry", JOBS_NAMESPACE), "the operator makes it"
 
 
 def test_overlays_run_jobs_on_kubernetes(overlay: Rendered) -> None:

@@ -2,8 +2,10 @@
 `trackside` CLI) with exactly the environment Kubernetes would give it (its ConfigMap and the Secret
 made by new-secrets.sh), against a real PostgreSQL. Only what a cluster changes is changed: the
 address and port to listen on, the services' addresses (loopback instead of cluster DNS), the data
-directory, and the database server. Then every probe and metrics path the manifests name must answer,
-and the gateway and the lifecycle must accept each other's shared credential."""
+directory, the database server, and the Kubernetes API (a kubeconfig for the API server stand-in
+instead of the pod's service account). Then every probe and metrics path the manifests name must
+answer, the gateway and the lifecycle must accept each other's shared credential, and the lifecycle
+must run its jobs on Kubernetes (target `kubernetes`, watching the jobs namespace)."""
 
 from __future__ import annotations
 
@@ -23,7 +25,8 @@ from sqlalchemy.engine import make_url
 from tests.conftest import free_port
 from tests.db import PostgresServer
 
-from .manifests import KustomizeTree, Obj, Rendered, named, pod_spec, read_env_file
+from .apiserver_standin import ApiServerStandIn
+from .manifests import JOBS_NAMESPACE, KustomizeTree, Obj, Rendered, named, pod_spec, read_env_file
 
 COMPONENTS = ("lifecycle", "pub", "dashboard")
 TRACKSIDE = Path(sys.executable).parent / "trackside"
@@ -66,22 +69,29 @@ def argv(container: Obj, port: int) -> list[str]:
     return command
 
 
-def start(
-    rendered: Rendered, name: str, overrides: dict[str, str], tmp: Path, port: int | None = None
-) -> Component:
+def pod_env(rendered: Rendered, name: str, overrides: dict[str, str]) -> tuple[Obj, Obj, dict[str, str]]:
+    """(Deployment, container, the container's environment with `overrides`)."""
     deployment = rendered.find("Deployment", name)
     (container,) = pod_spec(deployment)["containers"]
     env = rendered.container_env(deployment, container)
     env.update(overrides)
+    return deployment, container, env
+
+
+def process_env(env: dict[str, str], tmp: Path) -> dict[str, str]:
+    """The image's environment (Dockerfile ENV) plus the pod's; nothing from this test's shell."""
+    return {"PATH": os.environ["PATH"], "HOME": str(tmp), "PYTHONUNBUFFERED": "1", **env}
+
+
+def start(
+    rendered: Rendered, name: str, overrides: dict[str, str], tmp: Path, port: int | None = None
+) -> Component:
+    deployment, container, env = pod_env(rendered, name, overrides)
     port = port or free_port()
     log = tmp / f"{name}.log"
     with open(log, "wb") as out:
         process = subprocess.Popen(
-            argv(container, port),
-            stdout=out,
-            stderr=subprocess.STDOUT,
-            # the image's environment (Dockerfile ENV) plus the pod's; nothing from this test's shell
-            env={"PATH": os.environ["PATH"], "HOME": str(tmp), "PYTHONUNBUFFERED": "1", **env},
+            argv(container, port), stdout=out, stderr=subprocess.STDOUT, env=process_env(env, tmp)
         )
     component = Component(name, deployment, container, env, process, port, log)
     startup = container["startupProbe"]["httpGet"]["path"]
@@ -104,23 +114,34 @@ def tree(module_tmp: Path) -> KustomizeTree:
 
 
 @pytest.fixture(scope="module")
-def platform(
-    tree: KustomizeTree, module_tmp: Path, postgres_server: PostgresServer
-) -> Iterator[dict[str, Component]]:
-    local = tree.rendered["local"]
-    deployment = local.find("Deployment", "lifecycle")
+def api() -> Iterator[ApiServerStandIn]:
+    """The cluster's API server, as the lifecycle's service account would reach it."""
+    with ApiServerStandIn() as server:
+        yield server
+
+
+def database_url(rendered: Rendered, postgres_server: PostgresServer) -> str:
+    """The rendered URL (scheme, form) pointed at a new database on this machine's server instead of
+    the in-cluster one."""
+    deployment = rendered.find("Deployment", "lifecycle")
     rendered_url = make_url(
-        local.container_env(deployment, pod_spec(deployment)["containers"][0])["TRACKSIDE_DATABASE_URL"]
+        rendered.container_env(deployment, pod_spec(deployment)["containers"][0])["TRACKSIDE_DATABASE_URL"]
     )
     server = postgres_server.create_database()
-    # the rendered URL (scheme, form) pointed at this machine's server instead of the in-cluster one
-    database_url = rendered_url.set(
+    return rendered_url.set(
         host=server.host,
         port=server.port,
         username=server.username,
         password=server.password,
         database=server.database,
     ).render_as_string(hide_password=False)
+
+
+@pytest.fixture(scope="module")
+def platform(
+    tree: KustomizeTree, module_tmp: Path, postgres_server: PostgresServer, api: ApiServerStandIn
+) -> Iterator[dict[str, Component]]:
+    local = tree.rendered["local"]
     pub_port = free_port()
     started: dict[str, Component] = {}
     try:
@@ -128,11 +149,11 @@ def platform(
             local,
             "lifecycle",
             {
-                "TRACKSIDE_DATABASE_URL": database_url,
+                "TRACKSIDE_DATABASE_URL": database_url(local, postgres_server),
                 "TRACKSIDE_DATA_DIR": str(module_tmp / "data"),
                 "TRACKSIDE_PUB_URL": f"http://127.0.0.1:{pub_port}/pub",
-                # the kubernetes runner needs a cluster: here the lifecycle runs with its default target
-                "TRACKSIDE_INFRASTRUCTURE_TARGET": "",
+                # in a pod: the service account (KUBERNETES_SERVICE_HOST); here: the stand-in
+                "TRACKSIDE_KUBECONFIG": str(api.kubeconfig(module_tmp / "kubeconfig")),
             },
             module_tmp,
         )
@@ -205,3 +226,57 @@ def test_no_secret_reaches_a_log(platform: dict[str, Component], tree: Kustomize
         assert output, named(component.deployment)
         for secret in secrets:
             assert secret not in output, f"a secret value in the {component.name} log"
+
+
+def test_the_lifecycle_runs_jobs_on_kubernetes(platform: dict[str, Component], api: ApiServerStandIn) -> None:
+    lifecycle = platform["lifecycle"]
+    assert lifecycle.env["TRACKSIDE_INFRASTRUCTURE_TARGET"] == "kubernetes"
+    info = httpx.get(lifecycle.url + "/lifecycle/api/v1/info", timeout=10)
+    assert info.status_code == 200, info.text
+    targets = info.json()["infrastructure_targets"]
+    assert JOBS_NAMESPACE in targets.get("kubernetes", ""), targets
+    # its informers: a list, then a watch, of the Deployments and the pods of the jobs namespace
+    wanted = {(verb, plural) for verb in ("GET", "WATCH") for plural in ("deployments", "pods")}
+    deadline = time.monotonic() + 30
+    while True:
+        seen = {
+            (r.verb, r.plural)
+            for r in api.requests
+            if r.namespace == JOBS_NAMESPACE and r.name is None and r.verb in ("GET", "WATCH")
+        }
+        if wanted <= seen or time.monotonic() > deadline:
+            break
+        time.sleep(0.1)
+    assert wanted <= seen, f"{sorted(wanted - seen)} never came:\n{lifecycle.output()}"
+    touched = {r.namespace for r in api.requests if r.plural is not None}
+    assert touched == {JOBS_NAMESPACE}, "the lifecycle's Role covers the jobs namespace only"
+    assert [r for r in api.requests if r.verb in ("POST", "PUT", "PATCH", "DELETE")] == [], (
+        "nothing to create or delete in an empty namespace"
+    )
+
+
+def test_the_kubernetes_target_without_an_image_repository_is_refused(
+    tree: KustomizeTree, module_tmp: Path, postgres_server: PostgresServer, api: ApiServerStandIn
+) -> None:
+    local = tree.rendered["local"]
+    deployment, container, env = pod_env(
+        local,
+        "lifecycle",
+        {
+            "TRACKSIDE_DATABASE_URL": database_url(local, postgres_server),
+            "TRACKSIDE_DATA_DIR": str(module_tmp / "refused"),
+            "TRACKSIDE_PUB_URL": "http://127.0.0.1:9/pub",
+            "TRACKSIDE_KUBECONFIG": str(api.kubeconfig(module_tmp / "refused-kubeconfig")),
+        },
+    )
+    del env["TRACKSIDE_IMAGE_REPOSITORY"]
+    done = subprocess.run(
+        argv(container, free_port()),
+        capture_output=True,
+        text=True,
+        env=process_env(env, module_tmp),
+        timeout=60,
+    )
+    assert done.returncode == 2, (named(deployment), done.stdout, done.stderr)
+    assert "TRACKSIDE_INFRASTRUCTURE_TARGET=kubernetes" in done.stderr
+    assert "TRACKSIDE_IMAGE_REPOSITORY is not set" in done.stderr
