@@ -68,6 +68,7 @@ class StartupReport:
     lost_jobs: list[str] = field(default_factory=list)
     removed_containers: int = 0
     removed_deployments: int = 0  # Kubernetes job generations no job claimed
+    removed_builds: int = 0  # Kaniko build Jobs and Secrets an interrupted lifecycle left
 
 
 def kubernetes_unavailable(settings: KubernetesConfig) -> str | None:
@@ -218,6 +219,7 @@ class ControlPlane:
                     build_env_key=hashlib.sha256(b"build-env\0" + self.config.secret_key.encode()).digest(),
                     git_context=settings.git_context,
                     ca_bundle=self.config.containers.build_ca_bundle,
+                    scheduling_timeout=settings.scheduling_timeout,
                 ),
                 self.context_handout,
                 self.config.data_dir / "kubernetes" / "tmp",
@@ -259,6 +261,9 @@ class ControlPlane:
                         self.infrastructures.parts(target)
                     except UnknownTarget as e:
                         logger.warning("jobs on %s cannot be restarted: %s", target, e)
+            for _, builder, _ in self.infrastructures.started():
+                if isinstance(builder, KanikoBuilder):
+                    report.removed_builds += builder.remove_leftovers()
             report.lost_jobs = self.deployments.restart_jobs()
             for _, _, runner in self.infrastructures.started():
                 if isinstance(runner, ContainerRunner):

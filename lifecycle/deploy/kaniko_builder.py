@@ -21,6 +21,7 @@ from __future__ import annotations
 import hashlib
 import hmac
 import json
+import logging
 import re
 import shutil
 import sys
@@ -44,6 +45,7 @@ from trackside_wrapper.job_image import (
 from .builder import BuildError, BuildRequest, BuildResult
 from .context_handout import ContextHandout
 from .kaniko_job import (
+    COMPONENT_BUILD,
     LABEL_BUILD,
     GitContext,
     KanikoBuild,
@@ -52,11 +54,12 @@ from .kaniko_job import (
     kaniko_objects,
 )
 from .kubernetes_api import FollowedLog, KubernetesApi, KubernetesError, Obj, strip_timestamp
-from .kubernetes_objects import label_value
+from .kubernetes_objects import LABEL_COMPONENT, LABEL_MANAGED_BY, MANAGED_BY, label_value
 from .kubernetes_pod_status import IMAGE_PULL_REASONS, timestamp_of
 from .streamed_command import Redactor
 
 Log = Callable[[str], None]
+logger = logging.getLogger("trackside.lifecycle.kaniko")
 
 INFRASTRUCTURE = "kubernetes"
 ENVIRONMENT_PREFIX = "kaniko:"
@@ -225,7 +228,7 @@ class KanikoBuilder:
         try:
             for obj in objects:
                 try:
-                    self.api.create(obj)
+                    answer = self.api.create(obj)
                 except KubernetesError as e:
                     hint = " (the lifecycle's Role must allow it: kustomize/base/lifecycle-rbac.yaml)"
                     raise BuildError(
@@ -233,6 +236,8 @@ class KanikoBuilder:
                         f"{namespace}: {e}{hint if e.status == 403 else ''}"
                     ) from None
                 created.append(obj)
+                if obj["kind"] == "Job":
+                    self._owned_by(answer, [o for o in created if o["kind"] == "Secret"], log)
             log(f"building image {tag} with Kaniko: Job {job_name} in namespace {namespace}")
             started = time.monotonic()
             try:
@@ -251,6 +256,47 @@ class KanikoBuilder:
                     log(f"could not delete the build's {obj['kind']} {obj['metadata']['name']}: {e}")
             if created:
                 log("the build's Job and Secrets are deleted")
+
+    def _owned_by(self, job: Obj, secrets: list[Obj], log: Log) -> None:
+        """The Secrets go with the Job (its TTL removes it after the build) even when this
+        lifecycle dies before it deletes them."""
+        owner = {
+            "apiVersion": "batch/v1",
+            "kind": "Job",
+            "name": job["metadata"]["name"],
+            "uid": job["metadata"].get("uid", ""),
+            "blockOwnerDeletion": False,
+        }
+        if not owner["uid"]:
+            return
+        for secret in secrets:
+            name = secret["metadata"]["name"]
+            try:
+                self.api.merge_patch(
+                    "Secret",
+                    secret["metadata"]["namespace"],
+                    name,
+                    {"metadata": {"ownerReferences": [owner]}},
+                )
+            except KubernetesError as e:
+                log(f"the build's Secret {name} could not be tied to its Job: {e}")
+
+    def remove_leftovers(self) -> int:
+        """Delete the build Jobs and Secrets a lifecycle that died during a build left (its
+        deployments were marked failed on start); how many objects."""
+        namespace = self.settings.kaniko.namespace
+        selector = f"{LABEL_COMPONENT}={COMPONENT_BUILD},{LABEL_MANAGED_BY}={MANAGED_BY}"
+        removed = 0
+        try:
+            for kind in ("Job", "Secret"):
+                items, _ = self.api.list_objects(kind, namespace, selector)
+                for item in items:
+                    removed += self.api.delete(kind, namespace, item["metadata"]["name"])
+        except KubernetesError as e:
+            logger.warning("builds left by an earlier lifecycle could not be removed: %s", e)
+        if removed:
+            logger.info("removed %d build object(s) an interrupted lifecycle left", removed)
+        return removed
 
 
 class _BuildWatch:

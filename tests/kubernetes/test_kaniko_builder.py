@@ -272,3 +272,42 @@ def test_restore_needs_only_what_the_store_keeps(builder: KanikoBuilder) -> None
     restored = builder.restore("kaniko:" + "a" * 64, Path(image))
     assert restored is not None and restored.image == image and restored.infrastructure == "kubernetes"
     assert builder.restore("image:" + "a" * 64, Path(image)) is None
+
+
+def test_the_build_secrets_belong_to_the_job_so_they_go_with_it(
+    builder: KanikoBuilder, standin: ApiServerStandIn, cluster: FakeCluster
+) -> None:
+    builder.build(request(), lambda line: None)
+    [job] = posted(standin, "jobs")
+    patches = [r for r in standin.requests if r.method == "PATCH" and r.plural == "secrets"]
+    assert sorted(r.name or "" for r in patches) == sorted(
+        s["metadata"]["name"] for s in posted(standin, "secrets")
+    )
+    for patch in patches:
+        [owner] = (patch.body or {})["metadata"]["ownerReferences"]
+        assert owner["kind"] == "Job" and owner["name"] == job["metadata"]["name"] and owner["uid"]
+
+
+def test_builds_an_interrupted_lifecycle_left_are_removed(
+    builder: KanikoBuilder, standin: ApiServerStandIn, cluster: FakeCluster
+) -> None:
+    labels = {
+        "app.kubernetes.io/component": "build",
+        "app.kubernetes.io/managed-by": "trackside-lifecycle",
+    }
+    standin.put_object(
+        "secrets",
+        {
+            "apiVersion": "v1",
+            "kind": "Secret",
+            "metadata": {"name": "build-x-secrets", "namespace": NAMESPACE, "labels": labels},
+        },
+    )
+    other = {
+        "apiVersion": "v1",
+        "kind": "Secret",
+        "metadata": {"name": "someone-elses", "namespace": NAMESPACE},
+    }
+    standin.put_object("secrets", other)
+    assert builder.remove_leftovers() == 1
+    assert [s["metadata"]["name"] for s in standin.objects("secrets", NAMESPACE)] == ["someone-elses"]
