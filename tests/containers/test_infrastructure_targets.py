@@ -41,13 +41,25 @@ def lifecycle(data_dir: Path, **config: Any) -> Iterator[tuple[TestClient, dict[
 
 def test_an_unknown_target_is_refused_naming_the_ones_there_are(tmp_path: Path) -> None:
     with lifecycle(tmp_path) as (client, auth):
+        manifest = job_manifest("adder", "file:///nowhere", infrastructure_target="mainframe")
+        r = client.post(f"{API}/deploy", json={"manifest": manifest}, headers=auth)
+        assert r.status_code == 400, r.text
+        error = r.json()["error"]
+        assert "infrastructure_target" in error and "'mainframe'" in error
+        assert "docker" in error and "embedded" in error and "kubernetes" in error
+        assert client.get(f"{API}/job", headers=auth).json() == []  # nothing was stored
+
+
+def test_kubernetes_without_its_settings_is_refused_saying_what_is_missing(tmp_path: Path) -> None:
+    with lifecycle(tmp_path) as (client, auth):
         manifest = job_manifest("adder", "file:///nowhere", infrastructure_target="kubernetes")
         r = client.post(f"{API}/deploy", json={"manifest": manifest}, headers=auth)
         assert r.status_code == 400, r.text
         error = r.json()["error"]
-        assert "infrastructure_target" in error and "'kubernetes'" in error
-        assert "docker" in error and "embedded" in error
-        assert client.get(f"{API}/job", headers=auth).json() == []  # nothing was stored
+        assert error.startswith(
+            "infrastructure_target 'kubernetes' cannot be used: TRACKSIDE_IMAGE_REPOSITORY is not set"
+        )
+        assert client.get(f"{API}/job", headers=auth).json() == []
 
 
 def test_containers_without_an_engine_are_refused_saying_why(tmp_path: Path) -> None:
@@ -92,7 +104,11 @@ def test_settings_from_the_environment(tmp_path: Path) -> None:
     assert config.containers.base_image == "localhost/python-base:{python_version}"
     assert config.containers.network == "host" and config.containers.build_ca_bundle is None
     for name, value, expected in (
-        ("TRACKSIDE_INFRASTRUCTURE_TARGET", "kubernetes", "TRACKSIDE_INFRASTRUCTURE_TARGET must be one of"),
+        ("TRACKSIDE_INFRASTRUCTURE_TARGET", "mainframe", "TRACKSIDE_INFRASTRUCTURE_TARGET must be one of"),
+        ("TRACKSIDE_K8S_NAMESPACE", "Jobs_NS", "TRACKSIDE_K8S_NAMESPACE must be a namespace name"),
+        ("TRACKSIDE_K8S_JOB_PUB_URL", "pub:7205", "TRACKSIDE_K8S_JOB_PUB_URL must be an http"),
+        ("TRACKSIDE_KANIKO_MEMORY_LIMIT", "lots", "TRACKSIDE_KANIKO_MEMORY_LIMIT must be a memory quantity"),
+        ("TRACKSIDE_KANIKO_DEADLINE", "5", "TRACKSIDE_KANIKO_DEADLINE must be at least 60"),
         ("TRACKSIDE_CONTAINER_RESTART", "sometimes", "TRACKSIDE_CONTAINER_RESTART must be one of"),
         ("TRACKSIDE_IMAGE_BASE", "python:{version}", "TRACKSIDE_IMAGE_BASE may hold only"),
         ("TRACKSIDE_BUILD_CA_BUNDLE", str(tmp_path / "missing.pem"), "TRACKSIDE_BUILD_CA_BUNDLE"),
