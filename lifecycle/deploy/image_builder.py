@@ -15,25 +15,20 @@ a value.
 from __future__ import annotations
 
 import base64
-import hashlib
-import hmac
 import json
 import logging
 import re
 import secrets
 import shutil
-import sys
 import tempfile
 import threading
 import time
-from collections.abc import Callable, Mapping
+from collections.abc import Callable
 from pathlib import Path
 
 from trackside_wrapper.job_image import (
     LABEL_FINGERPRINT,
-    ImageRecipe,
     RecipeError,
-    base_image_for,
     build_command,
     env_file,
     image_tag,
@@ -43,6 +38,7 @@ from trackside_wrapper.job_image import (
 from .builder import BuildError, BuildRequest, BuildResult
 from .container_engine import EngineCli, EngineError
 from .fingerprint import load_salt
+from .image_recipe import image_recipe
 from .streamed_command import Redactor
 
 logger = logging.getLogger("trackside.lifecycle.images")
@@ -99,23 +95,8 @@ class ImageBuilder:
 
     def build(self, request: BuildRequest, log: Log) -> BuildResult:
         scrub = Redactor(request.build_env.values())
-        python_version = request.python_version or f"{sys.version_info.major}.{sys.version_info.minor}"
-        try:
-            base = base_image_for(self.base_image, python_version)
-        except RecipeError as e:
-            raise BuildError(str(e)) from None
-        if request.build_env:
-            log(f"build environment variables: {', '.join(sorted(request.build_env))} (values hidden)")
-        recipe = ImageRecipe(
-            job_name=request.job_name,
-            job_version=request.job_version,
-            base_image=base,
-            system_dependencies=tuple(request.system_dependencies),
-            requirements_path=request.requirements_path,
-            check_requirements=request.check_requirements,
-            git_commit=request.git_commit,
-            build_env_digest=self._build_env_digest(request.build_env),
-        )
+        recipe = image_recipe(request, self.base_image, self._salt, log)
+        base = recipe.base_image
         self._tmp.mkdir(parents=True, exist_ok=True)
         workspace = Path(tempfile.mkdtemp(prefix="build-", dir=self._tmp))  # mode 700
         try:
@@ -298,12 +279,6 @@ class ImageBuilder:
                 )
             )
         return record
-
-    def _build_env_digest(self, build_env: Mapping[str, str]) -> str:
-        if not build_env:
-            return "none"
-        canonical = json.dumps(sorted(build_env.items())).encode()
-        return hmac.new(self._salt, canonical, hashlib.sha256).hexdigest()[:32]
 
     def _push(self, tag: str, log: Log) -> None:
         log(f"pushing {tag}")

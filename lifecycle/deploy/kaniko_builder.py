@@ -18,32 +18,27 @@ No local files outlive a build: the BuildResult's `code_dir` holds the pushed im
 
 from __future__ import annotations
 
-import hashlib
-import hmac
-import json
 import logging
 import re
 import shutil
-import sys
 import tarfile
 import tempfile
 import threading
 import time
 import uuid
-from collections.abc import Callable, Mapping
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
 from trackside_wrapper.job_image import (
-    ImageRecipe,
     RecipeError,
-    base_image_for,
     image_tag,
     stage_context,
 )
 
 from .builder import BuildError, BuildRequest, BuildResult
 from .context_handout import ContextHandout
+from .image_recipe import image_recipe
 from .kaniko_job import (
     COMPONENT_BUILD,
     LABEL_BUILD,
@@ -125,23 +120,7 @@ class KanikoBuilder:
         if request.git_credentials:
             secrets_to_mask.append(request.git_credentials[1])
         scrub = Redactor(secrets_to_mask)
-        python_version = request.python_version or f"{sys.version_info.major}.{sys.version_info.minor}"
-        try:
-            base = base_image_for(self.settings.base_image, python_version)
-        except RecipeError as e:
-            raise BuildError(str(e)) from None
-        if request.build_env:
-            log(f"build environment variables: {', '.join(sorted(request.build_env))} (values hidden)")
-        recipe = ImageRecipe(
-            job_name=request.job_name,
-            job_version=request.job_version,
-            base_image=base,
-            system_dependencies=tuple(request.system_dependencies),
-            requirements_path=request.requirements_path,
-            check_requirements=request.check_requirements,
-            git_commit=request.git_commit,
-            build_env_digest=self._build_env_digest(request.build_env),
-        )
+        recipe = image_recipe(request, self.settings.base_image, self.settings.build_env_key, log)
         self.tmp_dir.mkdir(parents=True, exist_ok=True)
         workspace = Path(tempfile.mkdtemp(prefix="kaniko-", dir=self.tmp_dir))
         offer_id: str | None = None
@@ -209,12 +188,6 @@ class KanikoBuilder:
             and bool(request.git_commit)
             and remote.startswith(("https://", "http://"))
         )
-
-    def _build_env_digest(self, build_env: Mapping[str, str]) -> str:
-        if not build_env:
-            return "none"
-        canonical = json.dumps(sorted(build_env.items())).encode()
-        return hmac.new(self.settings.build_env_key, canonical, hashlib.sha256).hexdigest()[:32]
 
     # ---- the Job ---------------------------------------------------------------------------------
 

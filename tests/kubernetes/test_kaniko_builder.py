@@ -6,8 +6,6 @@ from __future__ import annotations
 
 import base64
 import hashlib
-import threading
-import time
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -15,7 +13,6 @@ from typing import Any
 
 import httpx
 import pytest
-import uvicorn
 
 from lifecycle.api.app import create_app
 from lifecycle.control_plane import ControlPlane
@@ -25,7 +22,8 @@ from lifecycle.deploy.kaniko_job import TOKEN_HEADER, KanikoSettings
 from lifecycle.deploy.kubernetes_api import KubernetesApi
 from tests.kubernetes.apiserver_standin import ApiServerStandIn
 from tests.kubernetes.fake_cluster import NAMESPACE, FakeCluster, KanikoFailure
-from tests.lifecycle.platform import free_port, lifecycle_config
+from tests.lifecycle.platform import lifecycle_config
+from tests.served_app import served
 
 REPO = Path(__file__).resolve().parents[2]
 ADDER = REPO / "sample-jobs" / "adder"
@@ -45,28 +43,11 @@ def lifecycle(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Lifecycle]:
     plane = ControlPlane(
         lifecycle_config(tmp_path_factory.mktemp("kaniko")), pub_url="http://127.0.0.1:7200/pub"
     )
-    port = free_port()
-    server = uvicorn.Server(
-        uvicorn.Config(create_app(plane), host="127.0.0.1", port=port, log_level="warning")
-    )
-    thread = threading.Thread(target=server.run, daemon=True)
-    thread.start()
-    deadline = time.monotonic() + 15
-    while not server.started:
-        assert time.monotonic() < deadline and thread.is_alive()
-        time.sleep(0.02)
     try:
-        yield Lifecycle(f"http://127.0.0.1:{port}", plane)
+        with served(create_app(plane)) as url:
+            yield Lifecycle(url, plane)
     finally:
-        server.should_exit = True
-        thread.join(10)
         plane.stop()
-
-
-@pytest.fixture
-def standin() -> Iterator[ApiServerStandIn]:
-    with ApiServerStandIn() as api:
-        yield api
 
 
 @pytest.fixture

@@ -25,12 +25,6 @@ REPOSITORY = "registry.test/trackside-jobs"
 
 
 @pytest.fixture
-def standin() -> Iterator[ApiServerStandIn]:
-    with ApiServerStandIn() as api:
-        yield api
-
-
-@pytest.fixture
 def cluster(standin: ApiServerStandIn, tmp_path: Path) -> Iterator[FakeCluster]:
     fake = FakeCluster(standin, tmp_path / "cluster", run_jobs=True, kaniko=True)
     yield fake

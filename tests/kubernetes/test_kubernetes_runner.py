@@ -56,12 +56,6 @@ def run_spec(timestamp: int = 1732000000000, replicas: int = 1, version: str = "
 
 
 @pytest.fixture
-def standin() -> Iterator[ApiServerStandIn]:
-    with ApiServerStandIn() as api:
-        yield api
-
-
-@pytest.fixture
 def cluster(standin: ApiServerStandIn, tmp_path: Path) -> Iterator[FakeCluster]:
     fake = FakeCluster(standin, tmp_path)
     yield fake

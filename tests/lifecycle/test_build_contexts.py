@@ -20,7 +20,6 @@ from pathlib import Path
 
 import httpx
 import pytest
-import uvicorn
 
 from lifecycle.api.app import create_app
 from lifecycle.control_plane import ControlPlane
@@ -32,8 +31,9 @@ from lifecycle.deploy.kaniko_job import (
     UploadedContext,
     kaniko_objects,
 )
-from tests.conftest import IN_CI, free_port
+from tests.conftest import IN_CI
 from tests.lifecycle.platform import lifecycle_config
+from tests.served_app import served
 
 PREFIXES = ("/lifecycle/api/v1", "/api/v1")
 FILES = {
@@ -208,30 +208,13 @@ def lifecycle(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Lifecycle]:
     data = tmp_path_factory.mktemp("build-contexts")
     # no plane.start(): no jobs run here, and no admin is needed (the build token is the only key)
     plane = ControlPlane(lifecycle_config(data), pub_url="http://127.0.0.1:7200/pub")
-    port = free_port()
-    server = uvicorn.Server(
-        uvicorn.Config(
-            create_app(plane),
-            host="127.0.0.1",
-            port=port,
-            # uvicorn's loggers as they are, access log on: what the tests capture must include it
-            log_config=None,
-            log_level="info",
-            access_log=True,
-            timeout_graceful_shutdown=2,
-        )
-    )
-    thread = threading.Thread(target=server.run, name="lifecycle-server", daemon=True)
-    thread.start()
-    deadline = time.monotonic() + 15
-    while not server.started:
-        assert time.monotonic() < deadline and thread.is_alive(), "the lifecycle server did not start"
-        time.sleep(0.02)
     try:
-        yield Lifecycle(f"http://127.0.0.1:{port}", plane)
+        # uvicorn's loggers as they are, access log on: what the tests capture must include it
+        with served(
+            create_app(plane), log_config=None, log_level="info", access_log=True, timeout_graceful_shutdown=2
+        ) as url:
+            yield Lifecycle(url, plane)
     finally:
-        server.should_exit = True
-        thread.join(10)
         plane.stop()
 
 
