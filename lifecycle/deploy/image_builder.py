@@ -37,8 +37,8 @@ from trackside_wrapper.job_image import (
 
 from .builder import BuildError, BuildRequest, BuildResult
 from .container_engine import EngineCli, EngineError
-from .fingerprint import load_salt
-from .image_recipe import image_recipe
+from .fingerprint import FINGERPRINT_RE, load_salt
+from .image_recipe import IMAGE_PYTHON, image_recipe
 from .streamed_command import Redactor
 
 logger = logging.getLogger("trackside.lifecycle.images")
@@ -46,9 +46,7 @@ logger = logging.getLogger("trackside.lifecycle.images")
 Log = Callable[[str], None]
 
 ENVIRONMENT_PREFIX = "image:"
-IMAGE_PYTHON = Path("/opt/trackside/venv/bin/python")
 RECORD_FILE = "image.json"
-_FINGERPRINT_RE = re.compile(r"[0-9a-f]{64}")
 _CACHED_STEP_RE = re.compile(r"^(--> Using cache|#\d+ CACHED)")
 _BROKEN_CACHE = "layer not known"
 # what the docker CLI says when it cannot build with BuildKit: without buildx (docker >= 23), or
@@ -217,7 +215,7 @@ class ImageBuilder:
     @staticmethod
     def owns(environment_id: str) -> bool:
         return environment_id.startswith(ENVIRONMENT_PREFIX) and bool(
-            _FINGERPRINT_RE.fullmatch(environment_id.removeprefix(ENVIRONMENT_PREFIX))
+            FINGERPRINT_RE.fullmatch(environment_id.removeprefix(ENVIRONMENT_PREFIX))
         )
 
     def prune_image(self, image: str) -> bool:

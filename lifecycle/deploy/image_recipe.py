@@ -8,10 +8,13 @@ import hmac
 import json
 import sys
 from collections.abc import Callable, Mapping
+from pathlib import Path
 
 from trackside_wrapper.job_image import ImageRecipe, RecipeError, base_image_for
 
 from .builder import BuildError, BuildRequest
+
+IMAGE_PYTHON = Path("/opt/trackside/venv/bin/python")  # the job's interpreter in every job image
 
 
 def build_env_digest(build_env: Mapping[str, str], key: bytes) -> str:

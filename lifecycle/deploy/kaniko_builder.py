@@ -38,7 +38,8 @@ from trackside_wrapper.job_image import (
 
 from .builder import BuildError, BuildRequest, BuildResult
 from .context_handout import ContextHandout
-from .image_recipe import image_recipe
+from .fingerprint import FINGERPRINT_RE
+from .image_recipe import IMAGE_PYTHON, image_recipe
 from .kaniko_job import (
     COMPONENT_BUILD,
     LABEL_BUILD,
@@ -58,9 +59,7 @@ logger = logging.getLogger("trackside.lifecycle.kaniko")
 
 INFRASTRUCTURE = "kubernetes"
 ENVIRONMENT_PREFIX = "kaniko:"
-IMAGE_PYTHON = Path("/opt/trackside/venv/bin/python")
 CONTEXT_PATH = "/lifecycle/api/v1/build-contexts/"
-_FINGERPRINT_RE = re.compile(r"[0-9a-f]{64}")
 _DIGEST_RE = re.compile(r"sha256:[0-9a-f]{64}")
 _CACHE_HIT = "Using caching version of cmd"
 _CACHE_MISS = "No cached layer found for cmd"
@@ -97,7 +96,7 @@ class KanikoBuilder:
     @staticmethod
     def owns(environment_id: str) -> bool:
         return environment_id.startswith(ENVIRONMENT_PREFIX) and bool(
-            _FINGERPRINT_RE.fullmatch(environment_id.removeprefix(ENVIRONMENT_PREFIX))
+            FINGERPRINT_RE.fullmatch(environment_id.removeprefix(ENVIRONMENT_PREFIX))
         )
 
     def restore(self, environment_id: str, code_dir: Path) -> BuildResult | None:
