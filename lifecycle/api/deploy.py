@@ -9,6 +9,7 @@ from typing import Any
 from fastapi import APIRouter, Request
 from pydantic import BaseModel, Field, ValidationInfo, field_validator
 
+from lifecycle.auth import permissions
 from lifecycle.deployments import DeployRejected, DeployRequest
 from lifecycle.store import deployments as deployment_store
 from lifecycle.store import jobs as job_store
@@ -16,8 +17,9 @@ from lifecycle.store.models import Deployment, Scope
 from trackside.manifest import RESERVED_RUNTIME_ENV
 
 from .dependencies import CurrentSubject, control_plane, require
-from .errors import APIError, NotFound
+from .errors import APIError, Forbidden, NotFound
 from .jobs import job_dto
+from .readable import readable
 
 router = APIRouter(tags=["deploy"])
 
@@ -150,8 +152,14 @@ def list_deployments(
     job_name: str | None = None,
     limit: int = 100,
 ) -> list[dict[str, Any]]:
-    require(request, subject, Scope.READ_JOB, family=job_name)
+    if job_name is not None:
+        require(request, subject, Scope.READ_JOB, family=job_name)
     with control_plane(request).db.session() as session:
+        visible = readable(session, subject)
+        if visible.nothing:
+            raise Forbidden(permissions.denial_reason(subject, Scope.READ_JOB))
         return [
-            deployment_dto(d, None) for d in deployment_store.list_deployments(session, job_name, limit=limit)
+            deployment_dto(d, None)
+            for d in deployment_store.list_deployments(session, job_name, limit=limit)
+            if visible.covers(d.job_name, d.job_version)
         ]

@@ -16,6 +16,7 @@ from fastapi import APIRouter, Request, Response
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
+from lifecycle.auth import permissions
 from lifecycle.store import deployments as deployment_store
 from lifecycle.store import jobs as job_store
 from lifecycle.store.audit import record_event
@@ -23,7 +24,8 @@ from lifecycle.store.models import Deployment, Job, Scope
 from trackside.manifest import resolve
 
 from .dependencies import CurrentSubject, control_plane, require
-from .errors import NotFound
+from .errors import Forbidden, NotFound
+from .readable import readable
 
 router = APIRouter(tags=["jobs"])
 
@@ -61,13 +63,17 @@ def job_dto(job: Job | job_store.JobSummary, pub_url: str, jobtype: str | None =
 
 @router.get("/job", response_model=list[dict[str, Any]])
 def list_jobs(request: Request, subject: CurrentSubject) -> Response:
-    require(request, subject, Scope.READ_JOB)
+    """The versions the caller may read: a reader of some families sees those, not a 403."""
     plane = control_plane(request)
     with plane.db.session() as session:
+        visible = readable(session, subject)
+        if visible.nothing:
+            raise Forbidden(permissions.denial_reason(subject, Scope.READ_JOB))
         jobtypes = _jobtypes(session)
         jobs = [
             job_dto(job, plane.pub_url, jobtypes.get((job.name, job.version)))
             for job in job_store.list_job_summaries(session)
+            if visible.covers(job.name, job.version)
         ]
     # encoded directly: FastAPI's per-item response validation costs more than the query itself
     return Response(msgspec.json.encode(jobs), media_type="application/json")

@@ -21,6 +21,7 @@ from lifecycle.auth import passwords
 from lifecycle.auth.admin import ensure_admin
 from lifecycle.auth.public_endpoints import is_public_endpoint, request_public_endpoints
 from lifecycle.control_plane import ControlPlane
+from lifecycle.store import deployments as deployment_store
 from lifecycle.store import jobs as job_store
 from lifecycle.store.models import JobStatus
 from tests.db import count_queries
@@ -579,3 +580,36 @@ def test_public_endpoint_requests_are_approved_or_rejected(api: Api) -> None:
     r = api.call("POST", "/public-endpoints/999999/approve")
     assert r.status_code == 404 and "999999" in r.json()["error"]
     assert_field_error(api.call("GET", "/public-endpoints", status="maybe"), "status")
+
+
+def test_job_and_deployment_listings_show_a_family_reader_its_families(api: Api) -> None:
+    """Racetrack's list (GET /job, GET /deploy) for a user allowed to read some families: those,
+    not a 403."""
+    mine, other = f"mine{next(_names)}", f"other{next(_names)}"
+    for family in (mine, other):
+        api.job(family, "1.0.0", JobStatus.RUNNING)
+        with api.plane.db.session() as session:
+            deployment_store.create_deployment(
+                session, job_name=family, job_version="1.0.0", manifest_yaml="", deployed_by="User admin"
+            )
+    name, token = api.new_user()
+    [read_all] = [
+        p
+        for p in api.ok("GET", "/permissions", subject_type="user", subject_name=name)
+        if p["scope"] == "read_job"
+    ]
+    api.ok("DELETE", f"/permissions/{read_all['id']}")
+    for path in ("/job", "/deploy"):
+        r = api.call("GET", path, token)
+        assert (
+            r.status_code == 403
+            and r.json()["error"] == f"User {name} has no read_job permission for any job"
+        )
+
+    grant = {"subject_type": "user", "subject_name": name, "scope": "read_job", "job_family": mine}
+    api.ok("POST", "/permissions", json=grant)
+    assert [j["name"] for j in api.ok("GET", "/job", token)] == [mine]
+    assert [d["job_name"] for d in api.ok("GET", "/deploy", token)] == [mine]
+    r = api.call("GET", "/deploy", token, job_name=other)
+    assert r.status_code == 403
+    assert {mine, other} <= {j["name"] for j in api.ok("GET", "/job")}  # the admin still sees all
