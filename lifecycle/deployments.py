@@ -25,6 +25,7 @@ from lifecycle.deploy.infrastructures import Infrastructures, UnknownTarget
 from lifecycle.deploy.pipeline import STARTING, DeployFailed, DeploySpec, Pipeline
 from lifecycle.deploy.runner import Resources, Runner, RunnerError, RunSpec
 from lifecycle.deploy.source import GitCredentials
+from lifecycle.deployment_changes import DeploymentChanges
 from lifecycle.secrets import SecretBox
 from lifecycle.store import deployments as deployment_store
 from lifecycle.store import jobs as job_store
@@ -87,14 +88,17 @@ class _StoreReporter:
             deployment_store.start_phase(session, self.deployment_id, name)
             if name == STARTING:
                 self.service._register_starting_job(session, self.manifest, self.deployment_id, self.actor)
+        self.service.changes.changed(self.deployment_id)
 
     def log(self, line: str) -> None:
         with self.service.db.session() as session:
             deployment_store.append_build_log(session, self.deployment_id, line.rstrip("\n") + "\n")
+        self.service.changes.changed(self.deployment_id)
 
     def warn(self, message: str) -> None:
         with self.service.db.session() as session:
             deployment_store.add_warning(session, self.deployment_id, message)
+        self.service.changes.changed(self.deployment_id)
 
 
 class DeploymentService:
@@ -114,6 +118,7 @@ class DeploymentService:
         self.secrets = secrets
         self.pub_url = pub_url.rstrip("/")
         self.targets = targets
+        self.changes = DeploymentChanges()  # wakes the deployments' event streams
         self._executor = ThreadPoolExecutor(max_workers=workers, thread_name_prefix="deploy")
         self._lock = threading.Lock()
         self._active: set[tuple[str, str]] = set()
@@ -354,6 +359,7 @@ class DeploymentService:
                 )
             deployment_store.finish_deployment(session, deployment_id, DeploymentStatus.DONE)
             self._release(manifest)
+        self.changes.changed(deployment_id, finished=True)
         if previous is not None:
             self.pipeline.builder.release(previous)
         logger.info("deployment %s: %s %s is running", deployment_id, manifest.name, manifest.version)
@@ -387,6 +393,7 @@ class DeploymentService:
             secret_records.delete_secrets(session, deployment_id=deployment_id)
             deployment_store.finish_deployment(session, deployment_id, DeploymentStatus.FAILED, error=error)
             self._release(manifest)
+        self.changes.changed(deployment_id, finished=True)
         logger.info(
             "deployment %s of %s %s failed: %s", deployment_id, manifest.name, manifest.version, error
         )

@@ -14,7 +14,7 @@ deployment's progress as it happens.
     version is not running. A comment (`: keep-alive`) is sent when nothing else was for 15 s.
 
 `GET /deploy/{id}/events` (read_job on the job's family)
-    The deployment from its start (or from `Last-Event-ID`), polled from the store every 0.2 s;
+    The deployment from its start (or from `Last-Event-ID`), read from the store when it changes;
     every event's data is JSON and its `id` a resume cursor::
 
         event: phase    data: {"index": 0, "name": "fetching the source code", "started_at": "..."}
@@ -50,6 +50,7 @@ from fastapi import APIRouter, Header, Query, Request
 from fastapi.responses import Response, StreamingResponse
 from sqlalchemy import func, select
 
+from lifecycle.deployment_changes import DeploymentChanges
 from lifecycle.store import deployments as deployment_store
 from lifecycle.store import jobs as job_store
 from lifecycle.store.database import Database
@@ -66,7 +67,8 @@ router = APIRouter(tags=["streams"])
 EVENT_STREAM = "text/event-stream"
 STREAM_HEADERS = {"Cache-Control": "no-cache", "X-Accel-Buffering": "no"}
 HEARTBEAT_SECONDS = 15.0
-POLL_SECONDS = 0.2
+POLL_SECONDS = 0.2  # the fallback: changes wake the stream at once (DeploymentChanges)
+MIN_READ_SECONDS = 0.02
 MAX_TAIL = 100_000
 # lines a log stream holds for a client that reads slowly; past that they are dropped and counted
 FOLLOW_BUFFER = 2_000
@@ -338,11 +340,13 @@ def _read_deployment(db: Database, pub_url: str, deployment_id: str, log_from: i
 
 
 async def _deployment_events(
-    db: Database, pub_url: str, deployment_id: str, cursor: _Cursor
+    db: Database, pub_url: str, deployment_id: str, cursor: _Cursor, changes: DeploymentChanges
 ) -> AsyncIterator[bytes]:
     loop = asyncio.get_running_loop()
     last_sent = loop.time()
     while True:
+        seen = changes.version(deployment_id)
+        read_at = loop.time()
         snapshot = await anyio.to_thread.run_sync(_read_deployment, db, pub_url, deployment_id, cursor.log)
         if snapshot is None:
             cursor.final = True
@@ -391,7 +395,9 @@ async def _deployment_events(
             last_sent = loop.time()
         if finished:
             return
-        await asyncio.sleep(POLL_SECONDS)
+        await changes.wait(deployment_id, seen, POLL_SECONDS)
+        # a burst of log lines: one read per MIN_READ_SECONDS at most
+        await asyncio.sleep(max(0.0, read_at + MIN_READ_SECONDS - loop.time()))
 
 
 @router.get(
@@ -416,4 +422,6 @@ def deployment_events(
     cursor = _Cursor.parse(last_event_id)
     if cursor.final:
         return Response(status_code=204)
-    return _stream(_deployment_events(plane.db, plane.pub_url, deployment_id, cursor))
+    return _stream(
+        _deployment_events(plane.db, plane.pub_url, deployment_id, cursor, plane.deployments.changes)
+    )

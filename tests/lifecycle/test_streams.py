@@ -280,6 +280,18 @@ def test_a_successful_deployment_streams_its_phases_in_order_then_done(
     assert positions == sorted(positions) and cursors[-1].final
 
 
+def test_deployment_events_come_as_the_deployment_changes_not_at_the_next_poll(
+    platform: Platform, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(streams, "POLL_SECONDS", 600.0)  # a stream that only polled would sit here
+    deployment_id = platform.deploy(manifest("stream-woken"), adder_context())
+    reader = platform.events(deployment_id)
+    assert reader.status == 200
+    events = reader.rest(timeout=120)
+    assert [e.json()["name"] for e in events if e.event == "phase"] == list(PHASES)
+    assert events[-1].event == "done"
+
+
 def test_deployment_events_resume_after_the_last_event_id(platform: Platform, adder: Deployed) -> None:
     events = adder.events
     resumed = platform.events(adder.deployment_id, last_event_id=events[3].id).rest()
