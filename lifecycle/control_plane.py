@@ -298,4 +298,9 @@ class ControlPlane:
             self.runner.shutdown()
             self.db.dispose()
             self._started = False
-        logger.info("the lifecycle stopped, and every job it ran with it")
+        if self.infrastructures.is_started(KUBERNETES):
+            logger.info(
+                "the lifecycle stopped; its jobs on Kubernetes keep running, the others stopped with it"
+            )
+        else:
+            logger.info("the lifecycle stopped, and every job it ran with it")

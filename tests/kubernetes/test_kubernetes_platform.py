@@ -105,7 +105,8 @@ def test_deploy_call_restart_and_delete_on_kubernetes(
     finally:
         up.stop()
 
-    # the lifecycle is gone; the job is not
+    # the lifecycle is gone, and says the job is not
+    assert "its jobs on Kubernetes keep running" in up.output()
     assert [p["metadata"]["name"] for p in cluster.pods()] == pods_before
     before = len(standin.requests)
     # the cluster refuses the first call of the restart: the lifecycle starts anyway, says so,
