@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import sqlite3
+import time
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
@@ -85,7 +87,7 @@ def _create_engine(url: URL, echo: bool) -> Engine:
         try:
             cursor.execute(f"PRAGMA busy_timeout = {SQLITE_BUSY_TIMEOUT_MS}")
             if not in_memory:
-                cursor.execute("PRAGMA journal_mode = WAL")
+                _use_wal(cursor)
                 # NORMAL is durable across application crashes in WAL mode; only an OS crash can
                 # lose the last transactions, and it saves an fsync per commit
                 cursor.execute("PRAGMA synchronous = NORMAL")
@@ -94,3 +96,21 @@ def _create_engine(url: URL, echo: bool) -> Engine:
             cursor.close()
 
     return engine
+
+
+def _use_wal(cursor: Any) -> None:
+    """Switch the file to WAL (once per file: it stays so). The switch needs the file to itself and
+    SQLite answers "database is locked" at once instead of waiting the busy timeout, so connections
+    made at the same moment (processes starting together on a new file) retry it."""
+    deadline = time.monotonic() + SQLITE_BUSY_TIMEOUT_MS / 1000
+    delay = 0.005
+    while True:
+        try:
+            if str(cursor.execute("PRAGMA journal_mode").fetchone()[0]).lower() != "wal":
+                cursor.execute("PRAGMA journal_mode = WAL")
+            return
+        except sqlite3.OperationalError as error:
+            if "locked" not in str(error) or time.monotonic() + delay > deadline:
+                raise
+        time.sleep(delay)
+        delay = min(delay * 2, 0.2)

@@ -99,6 +99,31 @@ def test_repr_hides_the_password() -> None:
     assert "hunter2" not in repr(db)
 
 
+def test_many_starts_opening_a_new_sqlite_file_at_once_all_succeed(tmp_path: Path) -> None:
+    """Switching a new file to WAL needs it to itself, and SQLite refuses at once (no busy wait)
+    while another connection is at it: each start must wait its turn, never fail."""
+    for round_ in range(30):
+        url = f"sqlite:///{tmp_path / f'new-{round_}.db'}"
+        barrier = threading.Barrier(6)
+        errors: list[BaseException] = []
+
+        def start(
+            url: str = url, barrier: threading.Barrier = barrier, errors: list[BaseException] = errors
+        ) -> None:
+            try:
+                barrier.wait()
+                Database(url).dispose()
+            except BaseException as error:
+                errors.append(error)
+
+        threads = [threading.Thread(target=start) for _ in range(6)]
+        for thread in threads:
+            thread.start()
+        for thread in threads:
+            thread.join()
+        assert errors == [], f"round {round_}"
+
+
 @pytest.mark.parametrize("backend", BACKENDS)
 def test_concurrent_first_starts_migrate_once(make_database: MakeDatabase, backend: str) -> None:
     url = make_database(backend, migrate=False).url
