@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import base64
 import hashlib
+import threading
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -292,3 +293,19 @@ def test_builds_an_interrupted_lifecycle_left_are_removed(
     standin.put_object("secrets", other)
     assert builder.remove_leftovers() == 1
     assert [s["metadata"]["name"] for s in standin.objects("secrets", NAMESPACE)] == ["someone-elses"]
+
+
+def test_a_build_job_deleted_by_someone_else_fails_the_build_saying_so(
+    builder: KanikoBuilder, standin: ApiServerStandIn, cluster: FakeCluster
+) -> None:
+    cluster.kaniko_failure = KanikoFailure(waiting="PodInitializing")  # the build never ends by itself
+
+    def delete_job_soon(api: ApiServerStandIn, job: dict[str, Any]) -> None:
+        threading.Timer(0.5, api.delete_object, args=("jobs", NAMESPACE, job["metadata"]["name"])).start()
+
+    standin.on_create("jobs", delete_job_soon)
+    with pytest.raises(BuildError) as error:
+        builder.build(request(), lambda line: None)
+    assert str(error.value).startswith("the build Job build-adder-0-0-1-")
+    assert str(error.value).endswith("was deleted before it ended")
+    assert standin.objects("secrets", NAMESPACE) == []

@@ -307,6 +307,10 @@ def test_stop_finds_leftovers_the_informer_never_saw(
     assert standin.get("secrets", NAMESPACE, "job-adder-v0-0-1-5") is not None
     runner.stop("adder", "0.0.1")
     assert standin.objects("secrets", NAMESPACE) == [] and standin.objects("services", NAMESPACE) == []
+    # the Deployment that was never made answered 404 to its delete: nothing to do, no error
+    assert [r.name for r in standin.requests if r.verb == "DELETE" and r.plural == "deployments"] == [
+        "job-adder-v0-0-1-5"
+    ]
 
 
 def test_logs_merge_the_pods_in_time_order_and_follow_sees_new_pods_until_stop(
