@@ -35,6 +35,7 @@ from . import (
     streams,
     users,
 )
+from .collapsed_slashes import CollapsedSlashes
 
 PREFIXES = ("/lifecycle/api/v1", "/api/v1")
 
@@ -59,6 +60,7 @@ def create_app(plane: ControlPlane, stop_on_shutdown: bool = False) -> FastAPI:
     )
     app.state.control_plane = plane
     errors.install(app)
+    app.add_middleware(CollapsedSlashes)
     api = APIRouter()
     for router in (
         info.router,

@@ -277,6 +277,17 @@ def test_login_with_username_and_password(site: Site, tmp_path: Path) -> None:
     assert {row["NAME"] for row in table(listed.stdout)} >= {"adder", "env-secret"}
 
 
+def test_a_remote_given_with_a_trailing_slash_works(site: Site, tmp_path: Path) -> None:
+    """The client joins the remote and /api/v1 as given: http://host:port//api/v1/..."""
+    own = Racetrack(site.cli.executable, tmp_path / "slash-home")
+    remote = site.up.url + "/"
+    login = own("login", site.up.token, "--remote", remote)
+    assert login.code == 0, login
+    listed = own("list", "--remote", remote)
+    assert listed.code == 0, listed
+    assert {row["NAME"] for row in table(listed.stdout)} >= {"adder", "env-secret"}
+
+
 def test_get_pub_prints_the_gateway_url(site: Site) -> None:
     plain = site.cli("get", "pub")
     assert (plain.code, plain.stdout) == (0, f"{site.up.url}/pub\n")
