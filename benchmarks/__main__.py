@@ -13,6 +13,7 @@ import shutil
 import subprocess
 import sys
 import time
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -257,9 +258,8 @@ def run(argv: list[str] | None = None) -> int:
         return EXIT_PREREQUISITE
 
     log_dir = _log_dir(args.work_dir)
-    output: dict[str, Any] = {}
-    texts: list[str] = []
-    failed = False
+    sections = _Sections()
+    output, texts = sections.output, sections.texts
     with terminate_on_sigterm():
         try:
             if wrk is not None:
@@ -275,7 +275,7 @@ def run(argv: list[str] | None = None) -> int:
                     Wrk(wrk, cores.load, args.work_dir),
                     cores,
                     log_dir,
-                    log=lambda line: print(line, flush=True),
+                    log=say,
                 )
                 try:
                     results = suite.run(_environment(wrk, runner, specs))
@@ -286,80 +286,69 @@ def run(argv: list[str] | None = None) -> int:
                 texts.append(report.render(results))
                 output.update(report.to_json(results))
             if GATEWAY_KEY in only:
-                try:
-                    gateway_results = gateway.run(
+                sections.measure(
+                    "gateway",
+                    lambda: gateway.run(
                         Wrk(ensure_wrk(), cores.load, args.work_dir),
                         args.work_dir,
                         settings.concurrency,
                         settings.duration_s,
                         settings.warmup_s,
                         cores.server,
-                    )
-                except (LifecycleFailed, gateway.NginxMissing, WrkFailed, RuntimeError) as e:
-                    print(f"error: {e}", file=sys.stderr)
-                    failed = True
-                else:
-                    texts.append(gateway.render(gateway_results))
-                    texts.append(
-                        "\n".join(
-                            ["Gateway targets", "", *(r.line() for r in gateway.ratios(gateway_results))]
-                        )
-                    )
-                    output["gateway"] = gateway.to_json(gateway_results)
+                    ),
+                    lambda results: (
+                        gateway.render(results)
+                        + "\n\n"
+                        + "\n".join(["Gateway targets", "", *(r.line() for r in gateway.ratios(results))])
+                    ),
+                    gateway.to_json,
+                    failures=(LifecycleFailed, gateway.NginxMissing, WrkFailed, RuntimeError),
+                )
             if DASHBOARD_KEY in only:
-                try:
-                    dashboard_results = dashboard.run(
+                sections.measure(
+                    "dashboard",
+                    lambda: dashboard.run(
                         dashboard.DashboardSettings(
                             job_versions=lifecycle_settings.job_versions, requests=5 if args.quick else 50
                         ),
                         args.work_dir,
                         log_dir,
-                        log=lambda line: print(line, flush=True),
-                    )
-                except LifecycleFailed as e:
-                    print(f"error: {e}", file=sys.stderr)
-                    failed = True
-                else:
-                    texts.append(dashboard.render(dashboard_results))
-                    output["dashboard"] = dashboard.to_json(dashboard_results)
+                        log=say,
+                    ),
+                    dashboard.render,
+                    dashboard.to_json,
+                )
             if CONTAINERS_KEY in only:
                 try:
-                    container_results = containers.run(
-                        containers.ContainerSettings(repeats=1 if args.quick else 3),
-                        args.work_dir,
-                        log_dir,
-                        log=lambda line: print(line, flush=True),
+                    sections.measure(
+                        "containers",
+                        lambda: containers.run(
+                            containers.ContainerSettings(repeats=1 if args.quick else 3),
+                            args.work_dir,
+                            log_dir,
+                            log=say,
+                        ),
+                        containers.render,
+                        containers.to_json,
                     )
                 except LifecycleUnavailable as e:
                     print(f"error: {e}", file=sys.stderr)
                     return EXIT_PREREQUISITE
-                except LifecycleFailed as e:
-                    print(f"error: {e}", file=sys.stderr)
-                    failed = True
-                else:
-                    texts.append(containers.render(container_results))
-                    output["containers"] = containers.to_json(container_results)
             if lifecycle_settings.sections:
-                try:
-                    measured = lifecycle.run(
-                        lifecycle_settings,
-                        args.work_dir,
-                        log_dir,
-                        all_cpus,
-                        uv_version,
-                        log=lambda line: print(line, flush=True),
-                    )
-                except LifecycleFailed as e:
-                    # what the wrapper part measured is still reported
-                    print(f"error: {e}", file=sys.stderr)
-                    failed = True
-                else:
-                    texts.append(lifecycle.render(measured))
-                    output["lifecycle"] = lifecycle.to_json(measured)
+                # what the wrapper part measured is still reported when this fails
+                sections.measure(
+                    "lifecycle",
+                    lambda: lifecycle.run(
+                        lifecycle_settings, args.work_dir, log_dir, all_cpus, uv_version, log=say
+                    ),
+                    lifecycle.render,
+                    lifecycle.to_json,
+                )
             if CLI_KEY in only:
                 # after the lifecycle part, whose API-measured deploys it is compared with
-                try:
-                    cli_results = cli.run(
+                sections.measure(
+                    "cli",
+                    lambda: cli.run(
                         cli.CliSettings(
                             startup_runs=args.cli_runs or (5 if args.quick else 21),
                             importtime_runs=1 if args.quick else 5,
@@ -369,15 +358,12 @@ def run(argv: list[str] | None = None) -> int:
                         log_dir,
                         all_cpus,
                         uv_version,
-                        cli.section_deploys(output.get("lifecycle")),
-                        log=lambda line: print(line, flush=True),
-                    )
-                except LifecycleFailed as e:
-                    print(f"error: {e}", file=sys.stderr)
-                    failed = True
-                else:
-                    texts.append(cli.render(cli_results))
-                    output["cli"] = cli.to_json(cli_results)
+                        cli.section_deploys(sections.output.get("lifecycle")),
+                        log=say,
+                    ),
+                    cli.render,
+                    cli.to_json,
+                )
         except KeyboardInterrupt:
             print("\ninterrupted: all servers stopped", file=sys.stderr)
             return 130
@@ -388,7 +374,37 @@ def run(argv: list[str] | None = None) -> int:
         args.output.parent.mkdir(parents=True, exist_ok=True)
         args.output.write_text(json.dumps(output, indent=2) + "\n")
         print(f"\nresults written to {args.output}")
-    return 1 if failed else 0
+    return 1 if sections.failed else 0
+
+
+def say(line: str) -> None:
+    print(line, flush=True)
+
+
+class _Sections:
+    """Each part's text and JSON as it is measured; a part that fails is reported and the rest go on."""
+
+    def __init__(self) -> None:
+        self.output: dict[str, Any] = {}
+        self.texts: list[str] = []
+        self.failed = False
+
+    def measure(
+        self,
+        key: str,
+        run: Callable[[], Any],
+        render: Callable[[Any], str],
+        to_json: Callable[[Any], Any],
+        failures: tuple[type[BaseException], ...] = (LifecycleFailed,),
+    ) -> None:
+        try:
+            results = run()
+        except failures as e:
+            print(f"error: {e}", file=sys.stderr)
+            self.failed = True
+            return
+        self.texts.append(render(results))
+        self.output[key] = to_json(results)
 
 
 if __name__ == "__main__":

@@ -98,6 +98,13 @@ class LifecycleAPI:
 
     # ---- the calls -------------------------------------------------------------------------------
 
+    def _unreachable(self, error: httpx.HTTPError) -> LifecycleError:
+        return LifecycleError(
+            503,
+            f"the lifecycle ({self.description}) cannot be reached: {error.__class__.__name__}",
+            "Unavailable",
+        )
+
     async def call(
         self,
         method: str,
@@ -113,11 +120,7 @@ class LifecycleAPI:
         try:
             response = await self._client.request(method, path, headers=headers, json=json, params=clean)
         except httpx.HTTPError as e:
-            raise LifecycleError(
-                503,
-                f"the lifecycle ({self.description}) cannot be reached: {e.__class__.__name__}",
-                "Unavailable",
-            ) from None
+            raise self._unreachable(e) from None
         if response.status_code >= 400:
             raise _error(response)
         if response.status_code == 204 or not response.content:
@@ -149,11 +152,7 @@ class LifecycleAPI:
         try:
             response = await self._client.send(request, stream=True)
         except httpx.HTTPError as e:
-            raise LifecycleError(
-                503,
-                f"the lifecycle ({self.description}) cannot be reached: {e.__class__.__name__}",
-                "Unavailable",
-            ) from None
+            raise self._unreachable(e) from None
         try:
             if response.status_code >= 400:
                 await response.aread()

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import asyncio
 import time
+from collections.abc import Callable
 from datetime import datetime
 from typing import Any
 
@@ -88,16 +89,30 @@ async def create_user(ctx: PageRequest) -> Response:
     return ctx.redirect("/admin/users", notice=f"User {username} was created.")
 
 
+async def _act(
+    ctx: PageRequest, back: str, method: str, path: str, notice: Callable[[Any], str], json: Any = None
+) -> Response:
+    """One lifecycle call for a button: back to `back` saying what was done, or why it was refused."""
+    try:
+        answer = await ctx.call(method, path, json)
+    except LifecycleError as e:
+        if e.status in _REFUSED:
+            return ctx.redirect(back, error=e.message)
+        raise
+    return ctx.redirect(back, notice=notice(answer))
+
+
 async def _change_user(ctx: PageRequest, field: str, done: dict[bool, str]) -> Response:
     username = ctx.request.path_params["username"]
     value = ctx.field("value") == "true"
-    try:
-        await ctx.call("PATCH", f"/users/{seg(username)}", {field: value})
-    except LifecycleError as e:
-        if e.status in _REFUSED:
-            return ctx.redirect("/admin/users", error=e.message)
-        raise
-    return ctx.redirect("/admin/users", notice=done[value].format(username))
+    return await _act(
+        ctx,
+        "/admin/users",
+        "PATCH",
+        f"/users/{seg(username)}",
+        lambda _: done[value].format(username),
+        {field: value},
+    )
 
 
 @page(admin=True)
@@ -184,26 +199,25 @@ async def issue_esc_token(ctx: PageRequest) -> Response:
 @page(admin=True)
 async def delete_esc(ctx: PageRequest) -> Response:
     name = ctx.request.path_params["name"]
-    try:
-        await ctx.call("DELETE", f"/escs/{seg(name)}")
-    except LifecycleError as e:
-        if e.status in _REFUSED:
-            return ctx.redirect("/admin/escs", error=e.message)
-        raise
-    return ctx.redirect("/admin/escs", notice=f"ESC {name} was deleted; its tokens no longer work.")
+    return await _act(
+        ctx,
+        "/admin/escs",
+        "DELETE",
+        f"/escs/{seg(name)}",
+        lambda _: f"ESC {name} was deleted; its tokens no longer work.",
+    )
 
 
 @page(admin=True)
 async def revoke_token(ctx: PageRequest) -> Response:
     token_id = ctx.request.path_params["token_id"]
-    back = _back(ctx, "/admin/escs")
-    try:
-        await ctx.call("DELETE", f"/tokens/{token_id}")
-    except LifecycleError as e:
-        if e.status in _REFUSED:
-            return ctx.redirect(back, error=e.message)
-        raise
-    return ctx.redirect(back, notice=f"Token {token_id} was revoked.")
+    return await _act(
+        ctx,
+        _back(ctx, "/admin/escs"),
+        "DELETE",
+        f"/tokens/{token_id}",
+        lambda _: f"Token {token_id} was revoked.",
+    )
 
 
 # ---- permissions --------------------------------------------------------------------------------
@@ -275,14 +289,13 @@ async def grant_permission(ctx: PageRequest) -> Response:
 @page(admin=True)
 async def revoke_permission(ctx: PageRequest) -> Response:
     permission_id = ctx.request.path_params["permission_id"]
-    back = _back(ctx, "/admin/permissions")
-    try:
-        await ctx.call("DELETE", f"/permissions/{permission_id}")
-    except LifecycleError as e:
-        if e.status in _REFUSED:
-            return ctx.redirect(back, error=e.message)
-        raise
-    return ctx.redirect(back, notice=f"Permission {permission_id} was revoked.")
+    return await _act(
+        ctx,
+        _back(ctx, "/admin/permissions"),
+        "DELETE",
+        f"/permissions/{permission_id}",
+        lambda _: f"Permission {permission_id} was revoked.",
+    )
 
 
 # ---- public endpoints ---------------------------------------------------------------------------
@@ -300,17 +313,22 @@ async def public_endpoints(ctx: PageRequest) -> Response:
 
 async def _decide(ctx: PageRequest, approve: bool) -> Response:
     request_id = ctx.request.path_params["request_id"]
-    back = _back(ctx, "/admin/public-endpoints")
-    try:
-        decided = await ctx.post(f"/public-endpoints/{request_id}/{'approve' if approve else 'reject'}")
-    except LifecycleError as e:
-        if e.status in _REFUSED:
-            return ctx.redirect(back, error=e.message)
-        raise
-    what = f"{decided['endpoint']} of {decided['job_name']} {decided['job_version']}"
-    if approve:
-        return ctx.redirect(back, notice=f"Approved: {what} is callable without a token.")
-    return ctx.redirect(back, notice=f"Rejected: {what} needs a token.")
+
+    def notice(decided: dict[str, Any]) -> str:
+        what = f"{decided['endpoint']} of {decided['job_name']} {decided['job_version']}"
+        return (
+            f"Approved: {what} is callable without a token."
+            if approve
+            else f"Rejected: {what} needs a token."
+        )
+
+    return await _act(
+        ctx,
+        _back(ctx, "/admin/public-endpoints"),
+        "POST",
+        f"/public-endpoints/{request_id}/{'approve' if approve else 'reject'}",
+        notice,
+    )
 
 
 @page(admin=True)
