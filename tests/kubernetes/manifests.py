@@ -209,3 +209,18 @@ class KustomizeTree:
 
     def secrets_file(self, overlay: str) -> Path:
         return tree_dir(self.root, overlay) / "secrets" / "trackside.env"
+
+
+KUBERNETES_VERSIONS = ("1.29.0", "1.33.0")  # what every object is validated for
+
+
+def validator() -> Any:
+    try:
+        import kubernetes_validate
+    except ImportError:
+        if IN_CI:
+            pytest.fail(
+                "kubernetes-validate is not installed (CI=true: a missing real component fails the suite)"
+            )
+        pytest.skip("kubernetes-validate is not installed (dev dependency)")
+    return kubernetes_validate

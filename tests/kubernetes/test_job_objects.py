@@ -46,14 +46,22 @@ from lifecycle.deploy.kubernetes_objects import (
 )
 from lifecycle.deploy.runner import Resources, RunSpec
 from lifecycle.deployments import resources_of
-from tests.conftest import IN_CI, REPO
+from tests.conftest import REPO
 from tests.gitservers import GitHttpsServer, commit_files, head_commit
 from trackside.manifest import Manifest, is_valid_version, load_manifest, manifest_to_yaml
 
-from .manifests import JOBS_NAMESPACE, PLATFORM_NAMESPACE, Obj, matches, pod_labels, pod_spec
+from .manifests import (
+    JOBS_NAMESPACE,
+    KUBERNETES_VERSIONS,
+    PLATFORM_NAMESPACE,
+    Obj,
+    matches,
+    pod_labels,
+    pod_spec,
+    validator,
+)
 from .network_policy import OUTSIDE, Pod, allowed
 
-KUBERNETES_VERSIONS = ("1.29.0", "1.33.0")
 SAMPLE_JOBS = sorted(p.parent.name for p in (REPO / "sample-jobs").glob("*/job.yaml"))
 # one value per secret-ish input; none of them may appear in a Deployment or a Job
 SECRET_RUNTIME = {"API_KEY": "runtime-secret-3f9a", "AUTH_TOKEN": "family-token-77c1"}
@@ -70,18 +78,6 @@ GATEWAY = Pod(PLATFORM_NAMESPACE, {"app.kubernetes.io/name": "trackside", LABEL_
 LIFECYCLE = Pod(PLATFORM_NAMESPACE, {"app.kubernetes.io/name": "trackside", LABEL_COMPONENT: "lifecycle"})
 DASHBOARD = Pod(PLATFORM_NAMESPACE, {"app.kubernetes.io/name": "trackside", LABEL_COMPONENT: "dashboard"})
 DNS = Pod("kube-system", {"k8s-app": "kube-dns"})
-
-
-def validator() -> Any:
-    try:
-        import kubernetes_validate
-    except ImportError:
-        if IN_CI:
-            pytest.fail(
-                "kubernetes-validate is not installed (CI=true: a missing real component fails the suite)"
-            )
-        pytest.skip("kubernetes-validate is not installed (dev dependency)")
-    return kubernetes_validate
 
 
 def load(sample: str, overrides: tuple[str, ...] = ()) -> Manifest:

@@ -16,7 +16,7 @@ import yaml
 
 from tests.kubernetes.apiserver_standin import ApiServerStandIn
 from tests.kubernetes.fake_cluster import NAMESPACE, FakeCluster
-from tests.kubernetes.test_job_objects import KUBERNETES_VERSIONS, validator
+from tests.kubernetes.manifests import KUBERNETES_VERSIONS, validator
 from tests.lifecycle.platform import TracksideUp, free_port
 from trackside.build_context import pack_directory
 

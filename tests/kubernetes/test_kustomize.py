@@ -9,15 +9,15 @@ import json
 import re
 import shutil
 from pathlib import Path
-from typing import Any
 
 import pytest
 
 from lifecycle.config import KubernetesConfig
-from tests.conftest import IN_CI, REPO
+from tests.conftest import REPO
 
 from .manifests import (
     JOBS_NAMESPACE,
+    KUBERNETES_VERSIONS,
     OVERLAYS,
     PLATFORM_NAMESPACE,
     PRODUCTION_DATABASE_URL,
@@ -32,10 +32,10 @@ from .manifests import (
     pod_spec,
     read_env_file,
     render,
+    validator,
 )
 from .network_policy import OUTSIDE, Pod, allowed
 
-KUBERNETES_VERSIONS = ("1.29.0", "1.33.0")
 COMPONENTS = ("lifecycle", "pub", "dashboard")  # the platform image's Deployments
 PORTS = {"lifecycle": 7200, "pub": 7205, "dashboard": 7210}
 # where each component's code reads its environment
@@ -87,18 +87,6 @@ def rendered(request: pytest.FixtureRequest, tree: KustomizeTree) -> Rendered:
 @pytest.fixture(scope="module", params=OVERLAYS)
 def overlay(request: pytest.FixtureRequest, tree: KustomizeTree) -> Rendered:
     return tree.rendered[request.param]
-
-
-def validator() -> Any:
-    try:
-        import kubernetes_validate
-    except ImportError:
-        if IN_CI:
-            pytest.fail(
-                "kubernetes-validate is not installed (CI=true: a missing real component fails the suite)"
-            )
-        pytest.skip("kubernetes-validate is not installed (dev dependency)")
-    return kubernetes_validate
 
 
 def describe(obj: Obj) -> str:
