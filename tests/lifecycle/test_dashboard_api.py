@@ -9,7 +9,6 @@ file:// git repository and an uploaded directory).
 from __future__ import annotations
 
 import itertools
-import threading
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -17,17 +16,17 @@ from typing import Any
 
 import httpx
 import pytest
-import uvicorn
 
 from lifecycle.api.app import create_app
 from lifecycle.api.job_metrics import quantile
 from lifecycle.control_plane import ControlPlane
 from lifecycle.store import jobs as job_store
 from lifecycle.store.models import JobStatus
-from tests.conftest import SAMPLE_JOBS, free_port
+from tests.conftest import SAMPLE_JOBS
 from tests.gitservers import commit_files, file_url, make_repo
 from tests.lifecycle.platform import lifecycle_config, store_only_job
 from tests.lifecycle.test_streams import EventReader
+from tests.served_app import served
 from trackside.build_context import pack_directory
 
 API = "/api/v1"
@@ -121,26 +120,13 @@ def lifecycle(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Lifecycle]:
     plane = ControlPlane(lifecycle_config(data), pub_url="http://127.0.0.1:7200/pub")
     report = plane.start()
     assert report.admin_token
-    port = free_port()
-    server = uvicorn.Server(
-        uvicorn.Config(
-            create_app(plane), host="127.0.0.1", port=port, log_level="warning", timeout_graceful_shutdown=2
-        )
-    )
-    thread = threading.Thread(target=server.run, name="lifecycle-server", daemon=True)
-    thread.start()
-    deadline = time.monotonic() + 15
-    while not server.started:
-        assert time.monotonic() < deadline and thread.is_alive(), "the lifecycle server did not start"
-        time.sleep(0.02)
-    lifecycle = Lifecycle(plane, f"http://127.0.0.1:{port}", report.admin_token)
-    try:
-        yield lifecycle
-    finally:
-        lifecycle.client.close()
-        plane.stop()
-        server.should_exit = True
-        thread.join(10)
+    with served(create_app(plane), timeout_graceful_shutdown=2) as url:
+        lifecycle = Lifecycle(plane, url, report.admin_token)
+        try:
+            yield lifecycle
+        finally:
+            lifecycle.client.close()
+            plane.stop()
 
 
 @pytest.fixture(scope="module")

@@ -14,7 +14,6 @@ from typing import Any
 
 import httpx
 import pytest
-import uvicorn
 
 from lifecycle.api import streams
 from lifecycle.api.app import create_app
@@ -25,8 +24,9 @@ from lifecycle.auth.subjects import esc_subject
 from lifecycle.control_plane import ControlPlane
 from lifecycle.deploy.pipeline import PHASES
 from lifecycle.store.models import Scope
-from tests.conftest import SAMPLE_JOBS, free_port
+from tests.conftest import SAMPLE_JOBS
 from tests.lifecycle.platform import lifecycle_config
+from tests.served_app import served
 from trackside.build_context import pack_directory
 
 API = "/api/v1"
@@ -203,28 +203,11 @@ def platform(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Platform]:
     plane = ControlPlane(config, pub_url="http://127.0.0.1:7200/pub")
     report = plane.start()
     assert report.admin_token
-    port = free_port()
-    server = uvicorn.Server(
-        uvicorn.Config(
-            create_app(plane),
-            host="127.0.0.1",
-            port=port,
-            log_level="warning",
-            timeout_graceful_shutdown=2,
-        )
-    )
-    thread = threading.Thread(target=server.run, name="lifecycle-server", daemon=True)
-    thread.start()
-    deadline = time.monotonic() + 15
-    while not server.started:
-        assert time.monotonic() < deadline and thread.is_alive(), "the lifecycle server did not start"
-        time.sleep(0.02)
-    platform = Platform(plane, f"http://127.0.0.1:{port}", report.admin_token)
-    yield platform
-    platform.client.close()
-    plane.stop()  # stops the jobs: open log streams end
-    server.should_exit = True
-    thread.join(10)
+    with served(create_app(plane), timeout_graceful_shutdown=2) as url:
+        platform = Platform(plane, url, report.admin_token)
+        yield platform
+        platform.client.close()
+        plane.stop()  # stops the jobs: open log streams end
 
 
 @dataclass
