@@ -25,12 +25,11 @@ from lifecycle.api.app import create_app
 from lifecycle.auth import passwords
 from lifecycle.auth.admin import ensure_admin
 from lifecycle.control_plane import ControlPlane
-from lifecycle.store import jobs as job_store
 from lifecycle.store.models import JobStatus
 from pub.lifecycle_client import LifecycleRegistry, LifecycleUnavailable
 from pub.registry import CallDecision, Registry
 from tests.conftest import free_port
-from tests.lifecycle.platform import lifecycle_config
+from tests.lifecycle.platform import lifecycle_config, store_only_job
 
 PASSWORD = "correct horse battery"
 PERFORM = "/api/v1/perform"
@@ -130,16 +129,7 @@ class Lifecycle:
         return issued["token"], issued["id"]
 
     def job(self, name: str, version: str, status: JobStatus = JobStatus.RUNNING) -> None:
-        with self.plane.db.session() as session:
-            job_store.create_job(
-                session,
-                name=name,
-                version=version,
-                manifest_yaml="",
-                manifest={},
-                owner_email="owner@example.com",
-                status=status,
-            )
+        store_only_job(self.plane, name, version, status)
 
     def registry(self, clock: FakeClock, **options: Any) -> LifecycleRegistry:
         return LifecycleRegistry(self.url, self.gateway_token, clock=clock, **options)
