@@ -43,7 +43,7 @@ from lifecycle.deploy.infrastructures import (
 )
 from lifecycle.deploy.kaniko_builder import KanikoBuilder, KanikoBuilderSettings
 from lifecycle.deploy.kaniko_job import KanikoSettings
-from lifecycle.deploy.kubernetes_api import KubernetesApi, KubernetesError, has_configuration
+from lifecycle.deploy.kubernetes_api import KubernetesApi, KubernetesError, missing_configuration
 from lifecycle.deploy.kubernetes_objects import JobSettings
 from lifecycle.deploy.kubernetes_runner import KubernetesRunner, KubernetesRunSettings
 from lifecycle.deploy.local_runner import LocalRunner
@@ -75,7 +75,7 @@ def kubernetes_unavailable(settings: KubernetesConfig) -> str | None:
     """Why the kubernetes target cannot be used here (None: it can)."""
     if settings.image_repository is None:
         return "TRACKSIDE_IMAGE_REPOSITORY is not set: the registry repository job images are pushed to"
-    return has_configuration(settings.kubeconfig)
+    return missing_configuration(settings.kubeconfig)
 
 
 class ControlPlane:

@@ -79,7 +79,7 @@ def kind_of(obj: Obj) -> Kind:
         raise ValueError(f"no API call is made for objects of kind {obj.get('kind')!r}") from None
 
 
-def has_configuration(kubeconfig: str | None) -> str | None:
+def missing_configuration(kubeconfig: str | None) -> str | None:
     """None when a configuration can be loaded, else why not (for the target's description)."""
     if kubeconfig is None and os.environ.get(IN_CLUSTER_ENV):
         return None

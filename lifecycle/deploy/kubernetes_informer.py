@@ -11,7 +11,6 @@ from __future__ import annotations
 import copy
 import logging
 import threading
-from collections.abc import Callable
 
 from .kubernetes_api import KubernetesApi, KubernetesError, Obj
 
@@ -27,7 +26,6 @@ class Informer:
         selector: str,
         watch_timeout: int = 60,
         retry_delays: tuple[float, float] = (0.5, 10.0),
-        on_change: Callable[[], None] | None = None,
     ) -> None:
         self.api = api
         self.kind = kind
@@ -35,7 +33,6 @@ class Informer:
         self.selector = selector
         self.watch_timeout = watch_timeout
         self.retry_delays = retry_delays
-        self.on_change = on_change
         self.error: str | None = None  # why the copy may be stale (None: it is current)
         self._items: dict[str, Obj] = {}
         self._lock = threading.Lock()
@@ -66,16 +63,10 @@ class Informer:
         """An object this lifecycle just wrote: seen at once, before its watch event comes."""
         with self._lock:
             self._items[obj["metadata"]["name"]] = copy.deepcopy(obj)
-        self._changed()
 
     def forget(self, name: str) -> None:
         with self._lock:
             self._items.pop(name, None)
-        self._changed()
-
-    def _changed(self) -> None:
-        if self.on_change is not None:
-            self.on_change()
 
     def _run(self) -> None:
         delay = self.retry_delays[0]
@@ -86,7 +77,6 @@ class Informer:
                     self._items = {item["metadata"]["name"]: item for item in items}
                 self._synced.set()
                 self.error = None
-                self._changed()
                 delay = self.retry_delays[0]
                 while not self._stopped.is_set():
                     version = self._watch(version)
@@ -119,5 +109,4 @@ class Informer:
                 else:
                     self._items[name] = obj
             version = str(obj["metadata"].get("resourceVersion") or version)
-            self._changed()
         return version

@@ -78,24 +78,16 @@ class KubernetesRunner:
         self.settings = settings
         self.namespace = settings.jobs.namespace
         selector = _selector({LABEL_MANAGED_BY: MANAGED_BY, LABEL_COMPONENT: COMPONENT_JOB})
-        self._changed = threading.Condition()
-        self._deployments = Informer(
-            api, "Deployment", self.namespace, selector, settings.watch_timeout, on_change=self._notify
-        )
-        self._pods = Informer(
-            api, "Pod", self.namespace, selector, settings.watch_timeout, on_change=self._notify
-        )
-        self._claimed: set[str] = set()  # Deployments this lifecycle started or adopted
+        self._deployments = Informer(api, "Deployment", self.namespace, selector, settings.watch_timeout)
+        self._pods = Informer(api, "Pod", self.namespace, selector, settings.watch_timeout)
+        # generations this lifecycle started or adopted: (name, version, deployment timestamp)
+        self._claimed: set[tuple[str, str, int]] = set()
         self._lock = threading.Lock()
         self._crash_logs: dict[tuple[str, int], str] = {}  # (pod uid, restarts) -> last lines
         self._live_errors: dict[str, tuple[float, str | None]] = {}  # pod uid -> (checked at, error)
         self._http = httpx.Client(timeout=1.0)
         self._deployments.start()
         self._pods.start()
-
-    def _notify(self) -> None:
-        with self._changed:
-            self._changed.notify_all()
 
     def wait_synced(self, timeout: float) -> bool:
         deadline = time.monotonic() + timeout
@@ -113,7 +105,7 @@ class KubernetesRunner:
         except ValueError as e:
             raise RunnerError(str(e)) from None
         with self._lock:  # claimed before any call: remove_unclaimed never takes a half-started one
-            self._claimed.add(objects.deployment["metadata"]["name"])
+            self._claimed.add((spec.job_name, spec.job_version, spec.deployment_timestamp))
         for obj in objects.all():
             kind, name = obj["kind"], obj["metadata"]["name"]
             created: Obj | None
@@ -185,7 +177,7 @@ class KubernetesRunner:
             self._delete(kind, object_name)
         self._deployments.forget(object_name)
         with self._lock:
-            self._claimed.discard(object_name)
+            self._claimed.discard((name, version, timestamp))
 
     def _delete_version_objects(self, name: str, version: str) -> None:
         for kind in _PER_VERSION:
@@ -207,7 +199,7 @@ class KubernetesRunner:
         for deployment in self._deployments.items():
             key = self._key(deployment)
             with self._lock:
-                claimed = deployment["metadata"]["name"] in self._claimed
+                claimed = key in self._claimed
             if key is None or claimed:
                 continue
             name, version, timestamp = key
@@ -296,11 +288,8 @@ class KubernetesRunner:
         return states
 
     def _claims(self, name: str, version: str) -> bool:
-        prefix = version_object_name(name, version) + "-"
         with self._lock:
-            return any(
-                claimed.startswith(prefix) and claimed[len(prefix) :].isdigit() for claimed in self._claimed
-            )
+            return any(claimed[:2] == (name, version) for claimed in self._claimed)
 
     def serving(self, name: str, version: str) -> list[ReplicaState]:
         by_generation: dict[int, list[ReplicaState]] = {}
