@@ -326,10 +326,10 @@ class _BuildWatch:
                 self._check_pod(pod)
             conditions = {c.get("type"): c for c in (job.get("status") or {}).get("conditions") or []}
             if _true(conditions.get("Complete")) or _true(conditions.get("SuccessCriteriaMet")):
-                self._finish_streams()
+                self._finish_streams(pod)
                 return self._digest(pod)
             if _true(conditions.get("Failed")):
-                self._finish_streams()
+                self._finish_streams(pod)
                 raise _BuildFailed(self._failure(conditions["Failed"], pod))
             if time.monotonic() > deadline:
                 raise _BuildFailed(
@@ -455,10 +455,15 @@ class _BuildWatch:
             if not self._closed.is_set():
                 raise
 
-    def _finish_streams(self) -> None:
-        """A finished pod's log streams end by themselves: wait for their last lines."""
-        for thread in self._threads.values():
-            thread.join(10)
+    def _finish_streams(self, pod: Obj | None) -> None:
+        """A finished pod's logs, in container order: the streams end by themselves; a container
+        that started and ended between two looks is read now, whole."""
+        for name in _CONTAINERS:
+            if pod is not None:
+                self._stream_logs(pod)
+            thread = self._threads.get(name)
+            if thread is not None:
+                thread.join(10)
 
     def close(self) -> None:
         self._closed.set()

@@ -75,6 +75,7 @@ class FakeCluster:
     kaniko: bool = False
     kaniko_failure: KanikoFailure | None = None
     pull_fails: bool = False  # job pods cannot pull their image
+    kaniko_at_once: bool = False  # the build Job ends while it is being created
     kaniko_log: tuple[str, ...] = ("INFO Retrieving image manifest python:3.12-slim", "INFO Pushing image")
     images: dict[str, Path] = field(default_factory=dict)  # image reference -> its code directory
     processes: dict[str, subprocess.Popen[bytes]] = field(default_factory=dict)  # pod name -> job process
@@ -298,7 +299,10 @@ class FakeCluster:
     # ---- Kaniko ------------------------------------------------------------------------------------
 
     def _job_created(self, api: ApiServerStandIn, job: Json) -> None:
-        self._spawn(self._run_build, job)
+        if self.kaniko_at_once:
+            self._run_build(job)  # over before the builder's first look at it
+        else:
+            self._spawn(self._run_build, job)
 
     def _run_build(self, job: Json) -> None:
         template = job["spec"]["template"]

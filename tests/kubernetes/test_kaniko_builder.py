@@ -309,3 +309,16 @@ def test_a_build_job_deleted_by_someone_else_fails_the_build_saying_so(
     assert str(error.value).startswith("the build Job build-adder-0-0-1-")
     assert str(error.value).endswith("was deleted before it ended")
     assert standin.objects("secrets", NAMESPACE) == []
+
+
+def test_a_build_over_before_the_first_look_still_has_its_whole_log(
+    builder: KanikoBuilder, standin: ApiServerStandIn, cluster: FakeCluster
+) -> None:
+    cluster.kaniko_at_once = True
+    lines: list[str] = []
+    builder.build(request(), lines.append)
+    assert "INFO Retrieving image manifest python:3.12-slim" in lines  # the kaniko container's
+    assert any(line.startswith("fetched ") for line in lines)  # the context container's
+    assert lines.index("INFO Pushing image") > next(
+        i for i, line in enumerate(lines) if line.startswith("fetched ")
+    )
